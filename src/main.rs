@@ -1,1 +1,51 @@
-fn main() {}
+//! The `cloudvol` command: the operator, and the tools people run next to it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudvol",
+    version,
+    about = "Kubernetes operator for cloud block storage, volume images and image sharing"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as YAML, or write one file per kind into a folder.
+    Crds {
+        /// Write `<plural>.cloudvol.dev.yaml` files into this folder instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds { out_dir } => write_crds(out_dir),
+    }
+}
+
+fn write_crds(out_dir: Option<PathBuf>) -> ExitCode {
+    for crd in cloudvol::api::crds() {
+        let yaml = cloudvol::api::crd_yaml(&crd);
+        match &out_dir {
+            None => print!("{yaml}"),
+            Some(dir) => {
+                let path = dir.join(cloudvol::api::crd_file_name(&crd));
+                if let Err(err) = std::fs::write(&path, yaml) {
+                    eprintln!("cannot write {}: {err}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

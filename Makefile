@@ -1,0 +1,26 @@
+# The few verbs people type. Everything else lives in hack/.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test lint crds control-plane-stop
+
+## Run the demo: a control plane, the emulator, the operator, and the examples.
+demo:
+	hack/demo.sh
+
+## Run every check CI runs: formatting, clippy, and all tests against a real kube-apiserver.
+test: lint
+	$(CARGO) test --workspace --all-targets
+
+## Formatting and clippy, warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Regenerate crds/ from the Rust types in src/api.
+crds:
+	$(CARGO) run -q -- crds --out-dir crds
+
+## Stop the control plane that tests and the demo leave running.
+control-plane-stop:
+	hack/control-plane.sh stop

@@ -1,0 +1,275 @@
+//! `VolumeImage`: one image made from a volume (`os-volume_upload_image`), or an imported image.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    CloudCredentialsRef, Conditions, DeletionPolicy, ImportSpec, LocalObjectRef, ManagementPolicy,
+    conditions_schema,
+};
+
+/// An image in the cloud's image service, made from a volume or imported.
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "cloudvol.dev",
+    version = "v1alpha1",
+    kind = "VolumeImage",
+    plural = "volumeimages",
+    namespaced,
+    doc = "An image made from a volume (os-volume_upload_image), or an imported image, in the cloud image service. A protected image is never deleted.",
+    status = "VolumeImageStatus",
+    shortname = "vimg",
+    category = "cloudvol",
+    printcolumn(name = "ID", type_ = "string", json_path = ".status.id"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.resource.status",
+        description = "The status the cloud last reported"
+    ),
+    printcolumn(
+        name = "Visibility",
+        type_ = "string",
+        json_path = ".status.resource.visibility"
+    ),
+    printcolumn(
+        name = "Protected",
+        type_ = "boolean",
+        json_path = ".status.resource.protected"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.managementPolicy != 'managed' || has(self.resource) || has(self.import)",
+     "message": "a managed VolumeImage needs spec.resource (to make an image from a volume) or spec.import (to adopt one)"},
+    {"rule": "self.managementPolicy != 'unmanaged' || has(self.import)",
+     "message": "an unmanaged VolumeImage only observes: set spec.import to say which image"},
+    {"rule": "self.managementPolicy != 'unmanaged' || !has(self.resource)",
+     "message": "an unmanaged VolumeImage never writes to the cloud, so spec.resource is not allowed: remove it or set managementPolicy: managed"},
+    {"rule": "has(self.import) || !has(self.resource) || has(self.resource.volumeRef) || has(self.resource.volumeID)",
+     "message": "spec.resource needs a source to make the image from: set volumeRef or volumeID"},
+    {"rule": "has(self.import) == has(oldSelf.import)",
+     "message": "spec.import is immutable: create a new VolumeImage to adopt a different image"}
+]))]
+pub struct VolumeImageSpec {
+    /// The credentials Secret and cloud to use.
+    pub cloud_credentials_ref: CloudCredentialsRef,
+    /// `managed` (default) lets cloudvol create, change and delete the image; `unmanaged` only
+    /// observes the imported image and never writes to the cloud. Immutable.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "managementPolicy is immutable"}
+    ]))]
+    pub management_policy: ManagementPolicy,
+    /// What deleting this object does to the image: `Delete` (default) or `Orphan`. A protected
+    /// image is never deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Adopt an existing image by `id` or by `filter` instead of making one. Required when
+    /// `managementPolicy` is `unmanaged`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "has(self.id) != has(self.filter)", "message": "import needs exactly one of id or filter"},
+        {"rule": "self == oldSelf", "message": "spec.import is immutable: create a new VolumeImage to adopt a different image"}
+    ]))]
+    pub import: Option<ImportSpec>,
+    /// How often to re-read the image from the cloud when nothing is happening, as a duration
+    /// such as `10m` or `1h`. Defaults to the operator's `--resync-period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub resync_period: Option<String>,
+    /// The image as it should be in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<VolumeImageResource>,
+}
+
+/// The desired image.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.volumeRef) && has(self.volumeID))",
+     "message": "give exactly one source: volumeRef (a Volume in this namespace) or volumeID, not both"},
+    {"rule": "has(self.volumeRef) == has(oldSelf.volumeRef) && has(self.volumeID) == has(oldSelf.volumeID)",
+     "message": "the source volume (volumeRef or volumeID) is immutable: create a new VolumeImage for another source"}
+]))]
+pub struct VolumeImageResource {
+    /// The image's name in the cloud, 1 to 255 characters.
+    #[schemars(length(min = 1, max = 255))]
+    pub name: String,
+    /// Make the image from this `Volume` (in the same namespace); cloudvol waits until it is
+    /// `Ready`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "the source volume (volumeRef) is immutable: create a new VolumeImage for another source"}
+    ]))]
+    pub volume_ref: Option<LocalObjectRef>,
+    /// Make the image from the cloud volume with this ID. Immutable.
+    #[serde(default, rename = "volumeID", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "the source volume (volumeID) is immutable: create a new VolumeImage for another source"}
+    ]))]
+    pub volume_id: Option<String>,
+    /// The image's disk format: `raw` (default), `qcow2`, `vmdk` or `vdi`. Immutable.
+    #[serde(default = "default_disk_format")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self != 'iso'",
+         "message": "diskFormat iso is not supported: the cloud accepts the upload request but never creates the image; use raw, qcow2, vmdk or vdi"},
+        {"rule": "self == 'iso' || self in ['raw', 'qcow2', 'vmdk', 'vdi']",
+         "message": "diskFormat must be one of raw, qcow2, vmdk or vdi"},
+        {"rule": "self == oldSelf",
+         "message": "diskFormat is immutable: the image is made once; create a new VolumeImage for another format"}
+    ]))]
+    #[schemars(length(max = 16))]
+    pub disk_format: String,
+    /// The image's container format: `bare` (default), `ovf`, `ami`, `aki` or `ari`. Immutable.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf",
+         "message": "containerFormat is immutable: the image is made once; create a new VolumeImage for another format"}
+    ]))]
+    pub container_format: ContainerFormat,
+    /// Make the image even while the volume is attached (`in-use`). Without it the cloud
+    /// refuses to upload an attached volume.
+    #[serde(default)]
+    pub force: bool,
+    /// `private` or `shared`. Leave it unset when an `ImageShare` manages the sharing of this
+    /// image; cloudvol then leaves the visibility as the cloud has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<ImageVisibility>,
+    /// A protected image cannot be deleted (and on NHN Cloud not modified either): cloudvol
+    /// refuses to delete it and reports `ImageProtected` until this is set to `false`.
+    /// Unset leaves the cloud's value alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+    /// Tags on the image, each 1 to 255 characters and none starting with `_`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(extend("items" = {
+        "type": "string", "minLength": 1, "maxLength": 255,
+        "x-kubernetes-validations": [
+            {"rule": "!self.startsWith('_')", "message": "tags must not start with _ (the cloud refuses them)"}
+        ]
+    }))]
+    pub tags: Vec<String>,
+    /// Custom key/value properties on the image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("additionalProperties" = {"type": "string", "maxLength": 255}))]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_disk_format() -> String {
+    "raw".into()
+}
+
+/// An image container format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerFormat {
+    /// No container: the disk image as is.
+    #[default]
+    Bare,
+    /// Open Virtualization Format.
+    Ovf,
+    /// Amazon machine image.
+    Ami,
+    /// Amazon kernel image.
+    Aki,
+    /// Amazon ramdisk image.
+    Ari,
+}
+
+/// Who can see an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageVisibility {
+    /// Only the owner tenant.
+    Private,
+    /// The owner and the tenants added as members.
+    Shared,
+}
+
+/// What cloudvol last observed.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeImageStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, following kstatus.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+    /// The image's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The cloud volume the image was made from.
+    #[serde(
+        default,
+        rename = "sourceVolumeID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_volume_id: Option<String>,
+    /// The image as the cloud last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ObservedImage>,
+}
+
+/// The image's fields as the cloud reported them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedImage {
+    /// The cloud's own status string, for example `queued`, `saving`, `active` or `killed`.
+    pub status: String,
+    /// Name in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `private`, `shared`, `public` or `community`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
+    /// Whether the image is protected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+    /// The tenant that owns the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Disk format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_format: Option<String>,
+    /// Container format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_format: Option<String>,
+    /// Size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Checksum of the image data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// Tags on the image, including the operator's mark.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// When the cloud created the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}

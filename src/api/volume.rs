@@ -1,0 +1,288 @@
+//! `Volume`: one block-storage volume.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    CloudCredentialsRef, Conditions, DeletionPolicy, ImportSpec, ManagementPolicy,
+    conditions_schema,
+};
+
+/// A block-storage volume in an NHN Cloud, OpenStack or Samsung Cloud Platform tenant.
+#[derive(CustomResource, Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[kube(
+    group = "cloudvol.dev",
+    version = "v1alpha1",
+    kind = "Volume",
+    plural = "volumes",
+    namespaced,
+    doc = "A block-storage volume in an NHN Cloud, OpenStack or Samsung Cloud Platform tenant, created or adopted by cloudvol.",
+    status = "VolumeStatus",
+    shortname = "cvol",
+    category = "cloudvol",
+    printcolumn(name = "ID", type_ = "string", json_path = ".status.id"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.resource.status",
+        description = "The status the cloud last reported"
+    ),
+    printcolumn(
+        name = "Size",
+        type_ = "integer",
+        json_path = ".status.resource.size",
+        description = "Size in GiB the cloud last reported"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.managementPolicy != 'managed' || has(self.resource) || has(self.import)",
+     "message": "a managed Volume needs spec.resource (to create a volume) or spec.import (to adopt one)"},
+    {"rule": "self.managementPolicy != 'unmanaged' || has(self.import)",
+     "message": "an unmanaged Volume only observes: set spec.import to say which volume"},
+    {"rule": "self.managementPolicy != 'unmanaged' || !has(self.resource)",
+     "message": "an unmanaged Volume never writes to the cloud, so spec.resource is not allowed: remove it or set managementPolicy: managed"},
+    {"rule": "has(self.import) || !has(self.resource) || has(self.resource.size)",
+     "message": "spec.resource.size is required to create a volume"},
+    {"rule": "has(self.import) == has(oldSelf.import)",
+     "message": "spec.import is immutable: create a new Volume to adopt a different volume"}
+]))]
+pub struct VolumeSpec {
+    /// The credentials Secret and cloud to use.
+    pub cloud_credentials_ref: CloudCredentialsRef,
+    /// `managed` (default) lets cloudvol create, change and delete the volume; `unmanaged`
+    /// only observes the imported volume and never writes to the cloud. Immutable.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "managementPolicy is immutable"}
+    ]))]
+    pub management_policy: ManagementPolicy,
+    /// What deleting this object does to the cloud volume: `Delete` (default) or `Orphan`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Adopt an existing volume by `id` or by `filter` instead of creating one. Required when
+    /// `managementPolicy` is `unmanaged`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "has(self.id) != has(self.filter)", "message": "import needs exactly one of id or filter"},
+        {"rule": "self == oldSelf", "message": "spec.import is immutable: create a new Volume to adopt a different volume"}
+    ]))]
+    pub import: Option<ImportSpec>,
+    /// How often to re-read the volume from the cloud when nothing is happening, as a duration
+    /// such as `10m` or `1h`. Defaults to the operator's `--resync-period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub resync_period: Option<String>,
+    /// The volume as it should be in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<VolumeResource>,
+}
+
+/// The desired volume. Every field except `name`, `description`, `size` and `metadata` is
+/// immutable once set.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.snapshotID) && has(self.sourceVolumeID))",
+     "message": "give at most one of snapshotID and sourceVolumeID: a volume starts from a snapshot, another volume, or empty"},
+    {"rule": "!has(oldSelf.size) || has(self.size)", "message": "size cannot be removed once set"},
+    {"rule": "!has(oldSelf.volumeType) || has(self.volumeType)", "message": "volumeType is immutable once set"},
+    {"rule": "!has(oldSelf.availabilityZone) || has(self.availabilityZone)", "message": "availabilityZone is immutable once set"},
+    {"rule": "!has(oldSelf.snapshotID) || has(self.snapshotID)", "message": "snapshotID is immutable once set"},
+    {"rule": "!has(oldSelf.sourceVolumeID) || has(self.sourceVolumeID)", "message": "sourceVolumeID is immutable once set"},
+    {"rule": "!has(oldSelf.encryption) || has(self.encryption)", "message": "encryption is immutable once set"}
+]))]
+pub struct VolumeResource {
+    /// The volume's name in the cloud. Defaults to the object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub name: Option<String>,
+    /// A description of the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub description: Option<String>,
+    /// Size in GiB, at least 1. It may grow (applied with the cloud's extend action) and never
+    /// shrink. Required unless the volume is imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65536))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self >= oldSelf", "message": "size can only grow: volumes cannot shrink; create a new, smaller Volume instead"}
+    ]))]
+    pub size: Option<i32>,
+    /// The volume type, for example `General HDD` or `General SSD` on NHN Cloud. Immutable once
+    /// set. Defaults to the cloud's default type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "volumeType is immutable once set"}
+    ]))]
+    pub volume_type: Option<String>,
+    /// The availability zone, for example `kr-pub-a`. Immutable once set. Defaults to the
+    /// cloud's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "availabilityZone is immutable once set"}
+    ]))]
+    pub availability_zone: Option<String>,
+    /// Create the volume from this snapshot. Immutable once set.
+    #[serde(
+        default,
+        rename = "snapshotID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 255))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "snapshotID is immutable once set"}
+    ]))]
+    pub snapshot_id: Option<String>,
+    /// Create the volume as a copy of this volume. Immutable once set.
+    #[serde(
+        default,
+        rename = "sourceVolumeID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 255))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "sourceVolumeID is immutable once set"}
+    ]))]
+    pub source_volume_id: Option<String>,
+    /// Key/value metadata on the cloud volume. Keys starting with `cloudvol.dev/` are reserved
+    /// for the operator's own marks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("additionalProperties" = {"type": "string", "maxLength": 255}))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(k, size(k) <= 255 && !k.startsWith('cloudvol.dev/'))",
+         "message": "metadata keys must be at most 255 characters and must not start with cloudvol.dev/ (reserved for the operator)"}
+    ]))]
+    pub metadata: BTreeMap<String, String>,
+    /// Encrypt the volume with a key from NHN Cloud's Secure Key Manager. Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self == oldSelf", "message": "encryption is immutable once set"}
+    ]))]
+    pub encryption: Option<VolumeEncryption>,
+}
+
+/// NHN Cloud volume encryption through Secure Key Manager (`nhn_encryption`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeEncryption {
+    /// The Secure Key Manager appkey.
+    #[schemars(length(min = 1, max = 255))]
+    pub skm_app_key: String,
+    /// The ID of the Secure Key Manager symmetric key that encrypts the volume.
+    #[serde(rename = "skmKeyID")]
+    #[schemars(length(min = 1, max = 255))]
+    pub skm_key_id: String,
+}
+
+/// What cloudvol last observed.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, following kstatus.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Conditions,
+    /// The cloud volume's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The volume as the cloud last reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ObservedVolume>,
+    /// The servers the volume is attached to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<VolumeAttachment>,
+}
+
+/// The volume's fields as the cloud reported them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedVolume {
+    /// The cloud's own status string, for example `available`, `in-use` or `error`.
+    pub status: String,
+    /// Name in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Description in the cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Size in GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Volume type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    /// Availability zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// Snapshot the volume was created from.
+    #[serde(
+        default,
+        rename = "snapshotID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_id: Option<String>,
+    /// Volume the volume was copied from.
+    #[serde(
+        default,
+        rename = "sourceVolumeID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_volume_id: Option<String>,
+    /// Whether the volume is bootable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootable: Option<bool>,
+    /// Whether the volume is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// Metadata on the cloud volume, including the operator's marks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// When the cloud created the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// One attachment of the volume to a server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeAttachment {
+    /// The server (instance) the volume is attached to.
+    #[serde(rename = "serverID")]
+    pub server_id: String,
+    /// The attachment's ID.
+    #[serde(
+        default,
+        rename = "attachmentID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attachment_id: Option<String>,
+    /// The device name inside the server, for example `/dev/vdb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
