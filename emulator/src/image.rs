@@ -1,0 +1,1191 @@
+//! Image v2 in NHN's dialect (seed 004): list, show, create, upload and
+//! download, JSON-patch, delete, tags and members, with NHN's rule that a
+//! protected image cannot be modified.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha512};
+
+use crate::http::{
+    ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, json_response,
+    no_content, ok_json,
+};
+use crate::identity::{authenticate, service_unauthorized};
+use crate::server::Shared;
+use crate::state::{Change, Image, Member, State as Cloud, Target};
+
+const DEFAULT_LIMIT: usize = 25;
+const MAX_LIMIT: usize = 1000;
+const MAX_TAGS: usize = 128;
+const MAX_MEMBERS: usize = 128;
+/// Largest image file the emulator keeps in memory.
+const MAX_IMAGE_FILE: usize = 256 * 1024 * 1024;
+
+const DISK_FORMATS: [&str; 11] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+];
+const CONTAINER_FORMATS: [&str; 8] = [
+    "ami",
+    "ari",
+    "aki",
+    "bare",
+    "ovf",
+    "ova",
+    "docker",
+    "compressed",
+];
+const READ_ONLY: [&str; 15] = [
+    "id",
+    "status",
+    "owner",
+    "size",
+    "virtual_size",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "created_at",
+    "updated_at",
+    "self",
+    "file",
+    "schema",
+    "direct_url",
+    "locations",
+];
+const RESERVED: [&str; 3] = ["location", "deleted", "deleted_at"];
+const PATCH_CONTENT_TYPES: [&str; 2] = [
+    "application/openstack-images-v2.1-json-patch",
+    "application/openstack-images-v2.0-json-patch",
+];
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/image", get(versions))
+        .route("/image/", get(versions))
+        .route("/image/versions", get(versions_ok))
+        .route("/image/v2/images", get(list_images).post(create_image))
+        .route(
+            "/image/v2/images/{image_id}",
+            get(show_image).patch(patch_image).delete(delete_image),
+        )
+        .route(
+            "/image/v2/images/{image_id}/file",
+            put(upload_file)
+                .get(download_file)
+                .layer(DefaultBodyLimit::max(MAX_IMAGE_FILE)),
+        )
+        .route(
+            "/image/v2/images/{image_id}/tags/{tag}",
+            put(add_tag).delete(delete_tag),
+        )
+        .route(
+            "/image/v2/images/{image_id}/members",
+            get(list_members).post(add_member),
+        )
+        .route(
+            "/image/v2/images/{image_id}/members/{member_id}",
+            get(show_member).put(update_member).delete(delete_member),
+        )
+}
+
+pub fn sha512_hex(data: &[u8]) -> String {
+    Sha512::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---- errors ------------------------------------------------------------------
+
+fn err(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(Dialect::Image, status, message)
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    err(StatusCode::BAD_REQUEST, message)
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    err(StatusCode::FORBIDDEN, message)
+}
+
+fn image_not_found(id: &str) -> ApiError {
+    err(
+        StatusCode::NOT_FOUND,
+        format!("No image found with ID {id}"),
+    )
+}
+
+fn protected_refusal(id: &str) -> ApiError {
+    forbidden(format!(
+        "Image {id} is protected and cannot be modified; unprotect it first (a patch that only sets /protected to false)."
+    ))
+}
+
+// ---- discovery ---------------------------------------------------------------
+
+fn versions_body(base: &str) -> Value {
+    let entry = |id: &str, status: &str| {
+        json!({
+            "id": id,
+            "status": status,
+            "links": [{"rel": "self", "href": format!("{base}/image/v2/")}],
+        })
+    };
+    json!({"versions": [entry("v2.16", "CURRENT"), entry("v2.0", "SUPPORTED")]})
+}
+
+async fn versions(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let base = base_url(&headers, &app.fallback_base);
+    json_response(StatusCode::MULTIPLE_CHOICES, &versions_body(&base))
+}
+
+async fn versions_ok(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let base = base_url(&headers, &app.fallback_base);
+    ok_json(&versions_body(&base))
+}
+
+// ---- visibility rules --------------------------------------------------------
+
+fn tenant_of(app: &Shared, headers: &HeaderMap) -> ApiResult<String> {
+    match authenticate(app, headers) {
+        Some(t) => Ok(t.tenant_id),
+        None => Err(service_unauthorized(
+            Dialect::Image,
+            &base_url(headers, &app.fallback_base),
+        )),
+    }
+}
+
+/// Whether `tenant` may see (show) `img`: its own, public and community
+/// images, and shared images it is a member of, whatever the member status.
+pub fn can_show(img: &Image, tenant: &str) -> bool {
+    img.owner == tenant
+        || img.visibility == "public"
+        || img.visibility == "community"
+        || (img.visibility == "shared" && img.members.contains_key(tenant))
+}
+
+fn visible<'a>(s: &'a Cloud, tenant: &str, id: &str) -> ApiResult<&'a Image> {
+    s.images
+        .get(id)
+        .filter(|i| can_show(i, tenant))
+        .ok_or_else(|| image_not_found(id))
+}
+
+/// The image for a change by its owner: 404 if not visible, 403 if visible
+/// but someone else's.
+fn owned_mut<'a>(s: &'a mut Cloud, tenant: &str, id: &str) -> ApiResult<&'a mut Image> {
+    match s.images.get_mut(id) {
+        Some(i) if i.owner == tenant => Ok(i),
+        Some(i) if can_show(i, tenant) => Err(forbidden(format!(
+            "You are not permitted to modify image {id}."
+        ))),
+        _ => Err(image_not_found(id)),
+    }
+}
+
+// ---- views -------------------------------------------------------------------
+
+pub fn image_view(img: &Image) -> Value {
+    let mut m: Map<String, Value> = img
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let core = json!({
+        "id": img.id,
+        "name": img.name,
+        "status": img.status,
+        "visibility": img.visibility,
+        "protected": img.protected,
+        "os_hidden": false,
+        "owner": img.owner,
+        "container_format": img.container_format,
+        "disk_format": img.disk_format,
+        "min_disk": img.min_disk,
+        "min_ram": img.min_ram,
+        "size": img.size,
+        "virtual_size": img.virtual_size,
+        "checksum": img.checksum,
+        "os_hash_algo": img.os_hash_value.as_ref().map(|_| "sha512"),
+        "os_hash_value": img.os_hash_value,
+        "tags": img.tags,
+        "created_at": glance_time(img.created_at),
+        "updated_at": glance_time(img.updated_at),
+        "self": format!("/v2/images/{}", img.id),
+        "file": format!("/v2/images/{}/file", img.id),
+        "schema": "/v2/schemas/image",
+    });
+    if let Value::Object(core) = core {
+        m.extend(core);
+    }
+    Value::Object(m)
+}
+
+fn member_view(image_id: &str, m: &Member) -> Value {
+    json!({
+        "created_at": glance_time(m.created_at),
+        "updated_at": glance_time(m.updated_at),
+        "image_id": image_id,
+        "member_id": m.member_id,
+        "schema": "/v2/schemas/member",
+        "status": m.status,
+    })
+}
+
+// ---- list --------------------------------------------------------------------
+
+const LIST_PARAMS: [&str; 14] = [
+    "limit",
+    "marker",
+    "name",
+    "visibility",
+    "owner",
+    "status",
+    "member_status",
+    "tag",
+    "sort_key",
+    "sort_dir",
+    "sort",
+    "size_min",
+    "size_max",
+    "nhncloud_product",
+];
+const SORT_KEYS: [&str; 13] = [
+    "name",
+    "status",
+    "container_format",
+    "disk_format",
+    "size",
+    "virtual_size",
+    "id",
+    "created_at",
+    "updated_at",
+    "min_disk",
+    "min_ram",
+    "visibility",
+    "owner",
+];
+
+fn sort_value(img: &Image, key: &str) -> (Option<String>, u64) {
+    match key {
+        "name" => (img.name.clone(), 0),
+        "status" => (Some(img.status.clone()), 0),
+        "container_format" => (img.container_format.clone(), 0),
+        "disk_format" => (img.disk_format.clone(), 0),
+        "size" => (None, img.size.unwrap_or(0)),
+        "virtual_size" => (None, img.virtual_size.unwrap_or(0)),
+        "id" => (Some(img.id.clone()), 0),
+        "updated_at" => (None, img.updated_at.timestamp_micros().max(0) as u64),
+        "min_disk" => (None, img.min_disk),
+        "min_ram" => (None, img.min_ram),
+        "visibility" => (Some(img.visibility.clone()), 0),
+        "owner" => (Some(img.owner.clone()), 0),
+        _ => (None, img.seq),
+    }
+}
+
+fn parse_u64(q: &Query, name: &str) -> ApiResult<Option<u64>> {
+    q.get(name)
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| bad_request(format!("{name} param must be a non-negative integer")))
+        })
+        .transpose()
+}
+
+async fn list_images(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let q = Query::parse(raw.as_deref());
+    let limit = match q.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(n) if n < 0 => return Err(bad_request("limit param must be positive")),
+            Ok(n) => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
+            Err(_) => return Err(bad_request("limit param must be an integer")),
+        },
+    };
+    let visibility = q.get("visibility");
+    if let Some(v) = visibility
+        && !["public", "private", "shared", "community", "all"].contains(&v)
+    {
+        return Err(bad_request(format!("Invalid visibility value: {v}")));
+    }
+    let member_status = q.get("member_status").unwrap_or("accepted");
+    if !["pending", "accepted", "rejected", "all"].contains(&member_status) {
+        return Err(bad_request(format!(
+            "Invalid status value: {member_status}"
+        )));
+    }
+    let mut sort: Vec<(String, bool)> = Vec::new();
+    if let Some(s) = q.get("sort") {
+        for item in s.split(',').filter(|x| !x.is_empty()) {
+            let (k, d) = item.split_once(':').unwrap_or((item, "desc"));
+            sort.push((k.trim().to_string(), d.trim() == "asc"));
+            if !matches!(d.trim(), "asc" | "desc") {
+                return Err(bad_request(format!("Invalid sort direction: {d}")));
+            }
+        }
+    } else {
+        let dir = q.get("sort_dir").unwrap_or("desc");
+        if !matches!(dir, "asc" | "desc") {
+            return Err(bad_request(format!("Invalid sort direction: {dir}")));
+        }
+        for k in q.all("sort_key") {
+            sort.push((k.to_string(), dir == "asc"));
+        }
+        if sort.is_empty() {
+            sort.push(("created_at".to_string(), dir == "asc"));
+        }
+    }
+    if let Some((bad, _)) = sort.iter().find(|(k, _)| !SORT_KEYS.contains(&k.as_str())) {
+        return Err(bad_request(format!(
+            "Invalid sort key: {bad}. It must be one of the following: {}.",
+            SORT_KEYS.join(", ")
+        )));
+    }
+    let tie_asc = sort.first().map(|(_, a)| *a).unwrap_or(false);
+    sort.push(("created_at".to_string(), tie_asc));
+    sort.push(("id".to_string(), tie_asc));
+    let size_min = parse_u64(&q, "size_min")?;
+    let size_max = parse_u64(&q, "size_max")?;
+    let tags: Vec<&str> = q.all("tag").collect();
+    let props: Vec<(&str, &str)> =
+        q.0.iter()
+            .filter(|(k, _)| !LIST_PARAMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+
+    let (items, next_marker) = app.with(|s| -> ApiResult<(Vec<Value>, Option<String>)> {
+        let listed = |img: &Image| -> bool {
+            let own = img.owner == tenant;
+            let by_visibility = match visibility {
+                None => {
+                    own || img.visibility == "public"
+                        || (img.visibility == "shared" && member_ok(img, &tenant, member_status))
+                }
+                Some("all") => {
+                    own || img.visibility == "public"
+                        || img.visibility == "community"
+                        || (img.visibility == "shared" && member_ok(img, &tenant, member_status))
+                }
+                Some("shared") => {
+                    img.visibility == "shared"
+                        && ((own && q.get("member_status").is_none())
+                            || member_ok(img, &tenant, member_status))
+                }
+                Some("private") => own && img.visibility == "private",
+                Some(v) => img.visibility == v,
+            };
+            by_visibility
+                && q.get("name").is_none_or(|n| img.name.as_deref() == Some(n))
+                && q.get("owner").is_none_or(|o| img.owner == o)
+                && q.get("status").is_none_or(|st| img.status == st)
+                && tags.iter().all(|t| img.tags.iter().any(|x| x == t))
+                && size_min.is_none_or(|m| img.size.is_some_and(|sz| sz >= m))
+                && size_max.is_none_or(|m| img.size.is_some_and(|sz| sz <= m))
+                && props
+                    .iter()
+                    .all(|(k, v)| img.properties.get(*k).is_some_and(|x| x == v))
+        };
+        let mut imgs: Vec<&Image> = s.images.values().filter(|i| listed(i)).collect();
+        imgs.sort_by(|a, b| {
+            sort.iter()
+                .map(|(k, asc)| {
+                    let o = sort_value(a, k).cmp(&sort_value(b, k));
+                    if *asc { o } else { o.reverse() }
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let start = match q.get("marker") {
+            None => 0,
+            Some(m) => {
+                imgs.iter()
+                    .position(|i| i.id == m)
+                    .ok_or_else(|| bad_request(format!("marker {m} not found")))?
+                    + 1
+            }
+        };
+        let page: Vec<&Image> = imgs.into_iter().skip(start).take(limit).collect();
+        let next = (limit > 0 && page.len() == limit)
+            .then(|| page.last().map(|i| i.id.clone()))
+            .flatten();
+        Ok((page.into_iter().map(image_view).collect(), next))
+    })?;
+
+    let first_query = q.encode_without(&["marker"], &[]);
+    let mut body = json!({
+        "images": items,
+        "schema": "/v2/schemas/images",
+        "first": if first_query.is_empty() {
+            "/v2/images".to_string()
+        } else {
+            format!("/v2/images?{first_query}")
+        },
+    });
+    if let Some(m) = next_marker {
+        body["next"] = json!(format!(
+            "/v2/images?{}",
+            q.encode_without(&["marker"], &[("marker", &m)])
+        ));
+    }
+    Ok(ok_json(&body))
+}
+
+fn member_ok(img: &Image, tenant: &str, member_status: &str) -> bool {
+    img.members
+        .get(tenant)
+        .is_some_and(|m| member_status == "all" || m.status == member_status)
+}
+
+// ---- show / create / delete --------------------------------------------------
+
+async fn show_image(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let view = app.with(|s| visible(s, &tenant, &id).map(image_view))?;
+    Ok(ok_json(&view))
+}
+
+fn parse_json(body: &Bytes) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|_| bad_request("Malformed JSON in request body."))
+}
+
+fn check_tag(tag: &str) -> ApiResult<()> {
+    if tag.is_empty() || tag.chars().count() > 255 {
+        return Err(bad_request(format!(
+            "Invalid tag {tag:?}: a tag is 1 to 255 characters long."
+        )));
+    }
+    if tag.starts_with('_') {
+        return Err(bad_request(format!(
+            "Invalid tag {tag:?}: tags starting with '_' are not allowed."
+        )));
+    }
+    Ok(())
+}
+
+fn parse_tags(v: &Value) -> ApiResult<Vec<String>> {
+    let arr = v.as_array().ok_or_else(|| {
+        bad_request(format!(
+            "Invalid value for tags: {v} is not of type 'array'"
+        ))
+    })?;
+    let mut out: Vec<String> = Vec::new();
+    for t in arr {
+        let t = t
+            .as_str()
+            .ok_or_else(|| bad_request(format!("Invalid tag {t}: not a string")))?;
+        check_tag(t)?;
+        if !out.iter().any(|x| x == t) {
+            out.push(t.to_string());
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Maximum number of tags exceeded ({MAX_TAGS})."),
+        ));
+    }
+    Ok(out)
+}
+
+fn parse_count_value(key: &str, v: &Value) -> ApiResult<u64> {
+    v.as_u64().ok_or_else(|| {
+        bad_request(format!(
+            "Invalid value for {key}: {v} is not a non-negative integer"
+        ))
+    })
+}
+
+/// Sets one attribute (core or custom) on `img`, as create and patch do.
+fn set_attribute(img: &mut Image, key: &str, value: &Value) -> ApiResult<()> {
+    match key {
+        "name" => {
+            img.name = match value {
+                Value::Null => None,
+                Value::String(s) if s.chars().count() <= 255 => Some(s.clone()),
+                _ => {
+                    return Err(bad_request(format!(
+                        "Invalid value for name: {value} (a string of at most 255 characters)"
+                    )));
+                }
+            }
+        }
+        "visibility" => match value.as_str() {
+            Some(v @ ("private" | "shared")) => img.visibility = v.to_string(),
+            Some("public") => {
+                return Err(forbidden(
+                    "You are not authorized to complete publicize_image action.",
+                ));
+            }
+            _ => {
+                return Err(bad_request(format!(
+                    "Invalid value for visibility: {value} (one of private, shared)"
+                )));
+            }
+        },
+        "protected" => {
+            img.protected = value.as_bool().ok_or_else(|| {
+                bad_request(format!(
+                    "Invalid value for protected: {value} is not of type 'boolean'"
+                ))
+            })?
+        }
+        "os_hidden" => {
+            value.as_bool().ok_or_else(|| {
+                bad_request(format!(
+                    "Invalid value for os_hidden: {value} is not of type 'boolean'"
+                ))
+            })?;
+        }
+        "tags" => img.tags = parse_tags(value)?,
+        "min_disk" => img.min_disk = parse_count_value(key, value)?,
+        "min_ram" => img.min_ram = parse_count_value(key, value)?,
+        "container_format" | "disk_format" => {
+            let allowed: &[&str] = if key == "disk_format" {
+                &DISK_FORMATS
+            } else {
+                &CONTAINER_FORMATS
+            };
+            let v = match value {
+                Value::Null => None,
+                Value::String(s) if allowed.contains(&s.as_str()) => Some(s.clone()),
+                _ => {
+                    return Err(bad_request(format!(
+                        "Invalid value for {key}: {value} (one of {})",
+                        allowed.join(", ")
+                    )));
+                }
+            };
+            if img.status != "queued" {
+                return Err(forbidden(format!(
+                    "Attribute {key} can be only replaced for a queued image."
+                )));
+            }
+            if key == "disk_format" {
+                img.disk_format = v;
+            } else {
+                img.container_format = v;
+            }
+        }
+        _ => {
+            if key.chars().count() > 255 {
+                return Err(bad_request(
+                    "Property names are at most 255 characters long.",
+                ));
+            }
+            let s = value.as_str().ok_or_else(|| {
+                bad_request(format!(
+                    "Invalid value for property {key}: {value} is not of type 'string'"
+                ))
+            })?;
+            img.properties.insert(key.to_string(), s.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn is_core(key: &str) -> bool {
+    matches!(
+        key,
+        "name"
+            | "visibility"
+            | "protected"
+            | "os_hidden"
+            | "tags"
+            | "min_disk"
+            | "min_ram"
+            | "container_format"
+            | "disk_format"
+    ) || READ_ONLY.contains(&key)
+}
+
+fn check_writable(key: &str) -> ApiResult<()> {
+    if READ_ONLY.contains(&key) {
+        return Err(forbidden(format!("Attribute '{key}' is read-only.")));
+    }
+    if RESERVED.contains(&key) {
+        return Err(forbidden(format!("Attribute '{key}' is reserved.")));
+    }
+    Ok(())
+}
+
+async fn create_image(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let body = parse_json(&body)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| bad_request("The request body must be a JSON object."))?;
+    let wanted_id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => Some(s.clone()),
+        Some(v) => {
+            return Err(bad_request(format!(
+                "Invalid value for id: {v} is not a UUID"
+            )));
+        }
+    };
+    for key in obj.keys().filter(|k| k.as_str() != "id") {
+        check_writable(key)?;
+    }
+    // NHN requires a name and an OS type (seed 004).
+    if !obj.get("name").is_some_and(Value::is_string) {
+        return Err(bad_request("name is required (a string)."));
+    }
+    if !obj.get("os_type").is_some_and(Value::is_string) {
+        return Err(bad_request("os_type is required (windows or linux)."));
+    }
+    let now = Utc::now();
+    let mut img = Image {
+        id: wanted_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        owner: tenant,
+        name: None,
+        status: "queued".to_string(),
+        visibility: "private".to_string(),
+        protected: false,
+        container_format: None,
+        disk_format: None,
+        min_disk: 0,
+        min_ram: 0,
+        size: None,
+        virtual_size: None,
+        checksum: None,
+        os_hash_value: None,
+        tags: Vec::new(),
+        properties: BTreeMap::new(),
+        data: None,
+        members: BTreeMap::new(),
+        created_at: now,
+        updated_at: now,
+        seq: 0,
+        generation: 0,
+    };
+    for (k, v) in obj.iter().filter(|(k, _)| k.as_str() != "id") {
+        set_attribute(&mut img, k, v)?;
+    }
+    let view = app.with(|s| -> ApiResult<Value> {
+        if s.images.contains_key(&img.id) {
+            return Err(err(
+                StatusCode::CONFLICT,
+                format!("Image with identifier {} already exists!", img.id),
+            ));
+        }
+        img.seq = s.next_seq();
+        let view = image_view(&img);
+        s.images.insert(img.id.clone(), img);
+        Ok(view)
+    })?;
+    let mut resp = json_response(StatusCode::CREATED, &view);
+    if let Some(loc) = view
+        .get("self")
+        .and_then(Value::as_str)
+        .and_then(|s| HeaderValue::from_str(s).ok())
+    {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
+}
+
+async fn delete_image(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    app.with(|s| -> ApiResult<()> {
+        let img = match s.images.get(&id) {
+            Some(i) if i.owner == tenant => i,
+            Some(i) if can_show(i, &tenant) => {
+                return Err(forbidden(format!(
+                    "You are not permitted to delete image {id}."
+                )));
+            }
+            _ => return Err(image_not_found(&id)),
+        };
+        if img.visibility == "public" {
+            return Err(forbidden(format!(
+                "Image {id} is public and cannot be deleted."
+            )));
+        }
+        if img.protected {
+            return Err(forbidden(format!(
+                "Image {id} is protected and cannot be deleted."
+            )));
+        }
+        s.images.remove(&id);
+        Ok(())
+    })?;
+    Ok(no_content())
+}
+
+// ---- data --------------------------------------------------------------------
+
+async fn upload_file(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let ctype = header_str(&headers, "content-type").unwrap_or("");
+    if ctype.split(';').next().map(str::trim) != Some("application/octet-stream") {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/octet-stream",
+        ));
+    }
+    let delay = app.config.transitions.image_saving;
+    app.with(|s| -> ApiResult<()> {
+        let img = owned_mut(s, &tenant, &id)?;
+        if img.protected {
+            return Err(protected_refusal(&id));
+        }
+        if img.status != "queued" {
+            return Err(err(
+                StatusCode::CONFLICT,
+                format!(
+                    "Image status transition from {} to saving is not allowed",
+                    img.status
+                ),
+            ));
+        }
+        img.size = Some(body.len() as u64);
+        img.virtual_size = None;
+        img.checksum = Some(crate::md5::hex(&body));
+        img.os_hash_value = Some(sha512_hex(&body));
+        img.data = Some(body);
+        img.status = "saving".to_string();
+        img.updated_at = Utc::now();
+        s.schedule(
+            Target::Image(id.clone()),
+            delay,
+            Change::ImageStatus("active"),
+        );
+        Ok(())
+    })?;
+    Ok(no_content())
+}
+
+async fn download_file(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let (data, checksum) = app.with(|s| -> ApiResult<_> {
+        let img = visible(s, &tenant, &id)?;
+        if img.status == "deactivated" {
+            return Err(forbidden(
+                "The requested image has been deactivated. Image data download is forbidden.",
+            ));
+        }
+        Ok((img.data.clone(), img.checksum.clone()))
+    })?;
+    let Some(data) = data else {
+        return Ok(no_content());
+    };
+    let mut resp = (StatusCode::OK, data).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(v) = checksum.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().insert("content-md5", v);
+    }
+    Ok(resp)
+}
+
+// ---- JSON patch --------------------------------------------------------------
+
+enum Op {
+    Add,
+    Replace,
+    Remove,
+}
+
+struct PatchOp {
+    op: Op,
+    key: String,
+    value: Value,
+}
+
+fn decode_pointer(path: &str) -> ApiResult<String> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(bad_request(format!(
+            "Invalid JSON pointer for this resource: '{path}'"
+        )));
+    };
+    let first = rest.split('/').next().unwrap_or("");
+    let key = first.replace("~1", "/").replace("~0", "~");
+    if key.is_empty() {
+        return Err(bad_request(format!(
+            "Invalid JSON pointer for this resource: '{path}'"
+        )));
+    }
+    if rest.contains('/') {
+        // Only `/locations/N` has depth in Glance; locations are read-only here.
+        check_writable(&key)?;
+        return Err(bad_request(format!(
+            "Invalid JSON pointer for this resource: '{path}'"
+        )));
+    }
+    Ok(key)
+}
+
+fn parse_patch(body: &Bytes) -> ApiResult<Vec<PatchOp>> {
+    let v = parse_json(body)?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| bad_request("Request body must be a JSON array of operation objects."))?;
+    let mut ops = Vec::new();
+    for item in arr {
+        let op = match item.get("op").and_then(Value::as_str) {
+            Some("add") => Op::Add,
+            Some("replace") => Op::Replace,
+            Some("remove") => Op::Remove,
+            _ => {
+                return Err(bad_request(
+                    "Unable to find `op` in JSON Schema change. It must be one of the following: add, remove, replace.",
+                ));
+            }
+        };
+        let path = item
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_request("Unable to find 'path' in JSON Schema change"))?;
+        let key = decode_pointer(path)?;
+        check_writable(&key)?;
+        let value = match op {
+            Op::Remove => Value::Null,
+            _ => item.get("value").cloned().ok_or_else(|| {
+                bad_request("Operation objects must contain exactly one member named \"value\".")
+            })?,
+        };
+        ops.push(PatchOp { op, key, value });
+    }
+    Ok(ops)
+}
+
+/// NHN: a protected image accepts only a patch that unprotects it (and does
+/// nothing else).
+fn only_unprotects(ops: &[PatchOp]) -> bool {
+    !ops.is_empty()
+        && ops.iter().all(|o| {
+            matches!(o.op, Op::Add | Op::Replace)
+                && o.key == "protected"
+                && o.value == Value::Bool(false)
+        })
+}
+
+async fn patch_image(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let ctype = header_str(&headers, "content-type").unwrap_or("");
+    let media = ctype.split(';').next().map(str::trim).unwrap_or("");
+    if !PATCH_CONTENT_TYPES.contains(&media) {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Unsupported Content-Type: {ctype:?}. Use application/openstack-images-v2.1-json-patch."
+            ),
+        ));
+    }
+    let ops = parse_patch(&body)?;
+    let view = app.with(|s| -> ApiResult<Value> {
+        let img = owned_mut(s, &tenant, &id)?;
+        if img.protected && !only_unprotects(&ops) {
+            return Err(protected_refusal(&id));
+        }
+        let mut next = img.clone();
+        for op in &ops {
+            match op.op {
+                Op::Add => set_attribute(&mut next, &op.key, &op.value)?,
+                Op::Replace => {
+                    if !is_core(&op.key) && !next.properties.contains_key(&op.key) {
+                        return Err(err(
+                            StatusCode::CONFLICT,
+                            format!("Property {} does not exist.", op.key),
+                        ));
+                    }
+                    set_attribute(&mut next, &op.key, &op.value)?;
+                }
+                Op::Remove => {
+                    if is_core(&op.key) {
+                        return Err(forbidden(format!(
+                            "Property {} may not be removed.",
+                            op.key
+                        )));
+                    }
+                    if next.properties.remove(&op.key).is_none() {
+                        return Err(err(
+                            StatusCode::CONFLICT,
+                            format!("Property {} does not exist.", op.key),
+                        ));
+                    }
+                }
+            }
+        }
+        next.updated_at = Utc::now();
+        *img = next;
+        Ok(image_view(img))
+    })?;
+    Ok(ok_json(&view))
+}
+
+// ---- tags --------------------------------------------------------------------
+
+async fn add_tag(
+    State(app): State<Shared>,
+    Path((id, tag)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    check_tag(&tag)?;
+    app.with(|s| -> ApiResult<()> {
+        let img = owned_mut(s, &tenant, &id)?;
+        if img.protected {
+            return Err(protected_refusal(&id));
+        }
+        if !img.tags.contains(&tag) {
+            if img.tags.len() >= MAX_TAGS {
+                return Err(err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Maximum number of tags exceeded ({MAX_TAGS})."),
+                ));
+            }
+            img.tags.push(tag.clone());
+            img.updated_at = Utc::now();
+        }
+        Ok(())
+    })?;
+    Ok(no_content())
+}
+
+async fn delete_tag(
+    State(app): State<Shared>,
+    Path((id, tag)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    app.with(|s| -> ApiResult<()> {
+        let img = owned_mut(s, &tenant, &id)?;
+        if img.protected {
+            return Err(protected_refusal(&id));
+        }
+        let before = img.tags.len();
+        img.tags.retain(|t| *t != tag);
+        if img.tags.len() == before {
+            return Err(err(StatusCode::NOT_FOUND, format!("Tag {tag} not found")));
+        }
+        img.updated_at = Utc::now();
+        Ok(())
+    })?;
+    Ok(no_content())
+}
+
+// ---- members -----------------------------------------------------------------
+
+fn only_shared(img: &Image) -> ApiResult<()> {
+    if img.visibility == "shared" {
+        Ok(())
+    } else {
+        Err(forbidden("Only shared images have members."))
+    }
+}
+
+fn member_not_found(id: &str, member: &str) -> ApiError {
+    err(
+        StatusCode::NOT_FOUND,
+        format!("Member {member} not found for image {id}."),
+    )
+}
+
+async fn add_member(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let body = parse_json(&body)?;
+    let member = body
+        .get("member")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty() && m.len() <= 255)
+        .ok_or_else(|| bad_request("Member to be added not specified"))?
+        .to_string();
+    let view = app.with(|s| -> ApiResult<Value> {
+        let img = match s.images.get_mut(&id) {
+            Some(i) if i.owner == tenant => i,
+            Some(i) if can_show(i, &tenant) => {
+                return Err(forbidden(format!(
+                    "You are not permitted to create image members for image {id}."
+                )));
+            }
+            _ => return Err(image_not_found(&id)),
+        };
+        only_shared(img)?;
+        if img.members.contains_key(&member) {
+            return Err(err(
+                StatusCode::CONFLICT,
+                format!("Member {member} is duplicated for image {id}"),
+            ));
+        }
+        if img.members.len() >= MAX_MEMBERS {
+            return Err(err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Maximum number of image members exceeded ({MAX_MEMBERS})."),
+            ));
+        }
+        let now = Utc::now();
+        let m = Member {
+            member_id: member.clone(),
+            status: "pending".to_string(),
+            created_at: now,
+            updated_at: now,
+        };
+        let view = member_view(&id, &m);
+        img.members.insert(member.clone(), m);
+        Ok(view)
+    })?;
+    Ok(ok_json(&view))
+}
+
+async fn list_members(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let members = app.with(|s| -> ApiResult<Vec<Value>> {
+        let img = visible(s, &tenant, &id)?;
+        only_shared(img)?;
+        Ok(img
+            .members
+            .values()
+            .filter(|m| img.owner == tenant || m.member_id == tenant)
+            .map(|m| member_view(&id, m))
+            .collect())
+    })?;
+    Ok(ok_json(
+        &json!({"members": members, "schema": "/v2/schemas/members"}),
+    ))
+}
+
+async fn show_member(
+    State(app): State<Shared>,
+    Path((id, member)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let view = app.with(|s| -> ApiResult<Value> {
+        let img = visible(s, &tenant, &id)?;
+        only_shared(img)?;
+        if img.owner != tenant && member != tenant {
+            return Err(member_not_found(&id, &member));
+        }
+        img.members
+            .get(&member)
+            .map(|m| member_view(&id, m))
+            .ok_or_else(|| member_not_found(&id, &member))
+    })?;
+    Ok(ok_json(&view))
+}
+
+async fn update_member(
+    State(app): State<Shared>,
+    Path((id, member)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    let body = parse_json(&body)?;
+    let status = body
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("Status not specified"))?
+        .to_string();
+    let view = app.with(|s| -> ApiResult<Value> {
+        let img = s
+            .images
+            .get_mut(&id)
+            .filter(|i| can_show(i, &tenant))
+            .ok_or_else(|| image_not_found(&id))?;
+        if img.owner != tenant && member != tenant {
+            return Err(member_not_found(&id, &member));
+        }
+        if !img.members.contains_key(&member) {
+            return Err(member_not_found(&id, &member));
+        }
+        if member != tenant {
+            return Err(forbidden(
+                "You are not permitted to modify 'status' on this image member.",
+            ));
+        }
+        if !["pending", "accepted", "rejected"].contains(&status.as_str()) {
+            return Err(bad_request(format!(
+                "Invalid status: {status} (one of pending, accepted, rejected)"
+            )));
+        }
+        let m = img
+            .members
+            .get_mut(&member)
+            .ok_or_else(|| member_not_found(&id, &member))?;
+        m.status = status;
+        m.updated_at = Utc::now();
+        Ok(member_view(&id, m))
+    })?;
+    Ok(ok_json(&view))
+}
+
+async fn delete_member(
+    State(app): State<Shared>,
+    Path((id, member)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let tenant = tenant_of(&app, &headers)?;
+    app.with(|s| -> ApiResult<()> {
+        let img = s
+            .images
+            .get_mut(&id)
+            .filter(|i| can_show(i, &tenant))
+            .ok_or_else(|| image_not_found(&id))?;
+        if img.owner != tenant {
+            if member == tenant && img.members.contains_key(&member) {
+                return Err(forbidden(
+                    "You are not permitted to delete this image member.",
+                ));
+            }
+            return Err(member_not_found(&id, &member));
+        }
+        img.members
+            .remove(&member)
+            .map(|_| ())
+            .ok_or_else(|| member_not_found(&id, &member))
+    })?;
+    Ok(no_content())
+}
