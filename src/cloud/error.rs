@@ -24,7 +24,7 @@ pub enum CloudError {
 
     /// The service catalog has no endpoint for a service in the wanted
     /// region/interface (typically a wrong `region_name`).
-    #[error("no {service} endpoint: {message}")]
+    #[error("endpoint not found: {message}")]
     EndpointNotFound {
         service: &'static str,
         message: String,

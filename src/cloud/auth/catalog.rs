@@ -113,14 +113,6 @@ impl Catalog {
             None => format!("no {} endpoint for {label}", interface.as_str()),
         }))
     }
-
-    /// Every region named anywhere in the catalog.
-    pub fn regions(&self) -> BTreeSet<String> {
-        self.services
-            .iter()
-            .flat_map(|s| s.endpoints.iter().flat_map(|e| e.regions.iter().cloned()))
-            .collect()
-    }
 }
 
 fn join_or_none<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
