@@ -15,7 +15,10 @@ use support_cloud::start;
 const LIST: &str = "GET /block-storage/v2/{tenant}/volumes";
 const CREATE: &str = "POST /block-storage/v2/{tenant}/volumes";
 
-fn recorder(connector: &Connector) -> Arc<Mutex<Vec<(String, Option<u16>, u32)>>> {
+/// What the observer saw: ("<service> <method>", status, attempt).
+type Seen = Arc<Mutex<Vec<(String, Option<u16>, u32)>>>;
+
+fn recorder(connector: &Connector) -> Seen {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     connector

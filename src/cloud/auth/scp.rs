@@ -1,8 +1,8 @@
 //! Samsung Cloud Platform request signing.
 //!
-//! `Scp-Signature = base64(HMAC-SHA256(secret_key, METHOD + URL + timestamp_ms
-//! + access_key + account_id + "Openapi"))`, URL being the full request URL
-//! with its query, exactly as sent.
+//! The signature is `base64(HMAC-SHA256(secret_key, METHOD + URL +
+//! timestamp_ms + access_key + account_id + "Openapi"))`, URL being the full
+//! request URL with its query, exactly as sent.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
