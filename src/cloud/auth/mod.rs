@@ -168,7 +168,7 @@ mod tests {
     fn answer() -> LoginAnswer {
         let issued = parse_time("2024-01-01T00:00:00Z").unwrap();
         LoginAnswer {
-            token: SecretString::new("tok"),
+            token: SecretString::new("tok-secret-123"),
             project_id: Some("p".into()),
             issued_at: Some(issued),
             expires_at: Some(issued + chrono::Duration::seconds(3600)),
@@ -216,6 +216,13 @@ mod tests {
         assert_eq!(token_lifetime(None, None, issued), DEFAULT_LIFETIME);
     }
 
+    #[test]
+    fn a_token_never_shows_in_debug() {
+        let t = Token::from_login(answer(), Instant::now());
+        assert!(!format!("{t:?}").contains("tok-secret-123"), "{t:?}");
+        assert!(format!("{t:?}").contains("<redacted>"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_login_and_refresh() {
         let slot = Arc::new(TokenSlot::default());
@@ -235,7 +242,7 @@ mod tests {
             }));
         }
         for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap(), "tok");
+            assert_eq!(t.await.unwrap().unwrap(), "tok-secret-123");
         }
         assert_eq!(logins.load(Ordering::SeqCst), 1);
 
