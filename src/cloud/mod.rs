@@ -16,6 +16,19 @@
 //! let all = volumes.list_volumes_detail(&VolumeQuery::default()).await?;
 //! # let _ = (all, images); Ok(()) }
 //! ```
+//!
+//! Building a client makes no network call; the first request logs in.
+//! Tokens are cached per credentials (shared by every client built from the
+//! same credentials), renewed before they expire, and renewed once more when
+//! a service answers 401.
+//!
+//! Errors are one [`CloudError`]: [`CloudError::is_transient`] says whether
+//! to requeue with backoff (`Reconciling`) or to stop for a person
+//! (`Stalled`), [`CloudError::reason`] is the condition reason,
+//! [`CloudError::message`] the cloud's own words, and
+//! [`CloudError::retry_after`] how long the cloud asked to wait. A
+//! [`CloudError::Transport`] from a create means the cloud may have acted:
+//! look for the resource by its mark before creating again.
 
 mod auth;
 pub mod check;

@@ -294,6 +294,10 @@ impl CloudHttp {
 
     fn builder(config: &TransportConfig) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
+            // Shorter than the idle timeouts of common load balancers (60 s
+            // and more), so that a POST is rarely sent on a connection the
+            // server is closing: that would surface as a lost answer.
+            .pool_idle_timeout(Duration::from_secs(30))
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(config.user_agent.clone())
@@ -519,6 +523,62 @@ impl CloudHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::CloudCredentials;
+
+    /// A self-signed CA made for this test (`openssl req -x509 -newkey ec ...`).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBjDCCATGgAwIBAgIUTeTlLlwh0Zmr7E4PIbtpeK/iMQ0wCgYIKoZIzj0EAwIw
+GzEZMBcGA1UEAwwQY2xvdWR2b2wtdGVzdC1jYTAeFw0yNjExMjIyMTUyNTVaFw0z
+NjExMTkyMTUyNTVaMBsxGTAXBgNVBAMMEGNsb3Vkdm9sLXRlc3QtY2EwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAQ6wylMmcHbyttEgJ4e71BXEWceZnVcKX7FxsLz
+wiS9/XSNPSriWCzzNw0A6ITEDR0IpYXLvgYRH9s2S5BOtfwto1MwUTAdBgNVHQ4E
+FgQU1Qj8PsL2BxYDMTMY133fhilbC3UwHwYDVR0jBBgwFoAU1Qj8PsL2BxYDMTMY
+133fhilbC3UwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAiW1O
+JP06EFQoxvzbTAmAx4uESIaBloI+rN5zBe8KBcECIQCFcTQywDVK6abWTaMCCLe/
+n3YATNZNA8oBJvAzleb41A==
+-----END CERTIFICATE-----
+";
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn custom_tls_gets_its_own_cached_client_and_verify_false_is_logged() {
+        let yaml = "clouds:\n  c:\n    auth:\n      auth_url: https://k/v3\n      user_id: u\n      password: p\n      project_id: p\n";
+        let with_ca =
+            CloudCredentials::from_clouds_yaml(yaml.as_bytes(), "c", Some(TEST_CA.as_bytes()))
+                .unwrap();
+        let http = CloudHttp::new(TransportConfig::default()).unwrap();
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            http.client_for("c", None, true).unwrap();
+            http.client_for("c", with_ca.cacert.as_ref(), true).unwrap();
+            http.client_for("c", with_ca.cacert.as_ref(), true).unwrap();
+            assert_eq!(http.inner.custom_clients.lock().unwrap().len(), 1);
+            assert!(capture.0.lock().unwrap().is_empty());
+            http.client_for("insecure-cloud", None, false).unwrap();
+            assert_eq!(http.inner.custom_clients.lock().unwrap().len(), 2);
+        });
+        let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert!(logs.contains("WARN"), "{logs}");
+        assert!(logs.contains("verification is disabled"), "{logs}");
+        assert!(logs.contains("insecure-cloud"), "{logs}");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
