@@ -1,3 +1,4 @@
 //! cloudvol: a Kubernetes operator for block-storage volumes, volume images and
 //! image sharing on NHN Cloud, OpenStack and Samsung Cloud Platform.
 pub mod api;
+pub mod cloud;

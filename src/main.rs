@@ -24,12 +24,29 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Tools for cloud credentials.
+    Cloud {
+        #[command(subcommand)]
+        command: CloudCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CloudCommand {
+    /// Authenticate with a clouds.yaml, print the endpoints, count volumes and images.
+    Check(cloudvol::cloud::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { out_dir } => write_crds(out_dir),
+        Command::Cloud {
+            command: CloudCommand::Check(args),
+        } => {
+            init_logging();
+            cloudvol::cloud::check::run(&args)
+        }
     }
 }
 
@@ -48,4 +65,15 @@ fn write_crds(out_dir: Option<PathBuf>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default (warnings, so that
+/// `verify: false` is visible).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,0 +1,581 @@
+//! One error type for everything that talks to a cloud.
+//!
+//! Every variant knows whether waiting and retrying can fix it
+//! ([`CloudError::is_transient`]) and carries a stable CamelCase
+//! [`CloudError::reason`] that controllers put in condition reasons. Messages
+//! carry the cloud's own words when it gave any, and never a secret: the
+//! variants are built from cloud answers and from our own text, never from
+//! credentials.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+
+/// Longest cloud message kept in an error (HTML error pages can be long).
+const MAX_MESSAGE_CHARS: usize = 600;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CloudError {
+    /// The clouds.yaml (or cacert) cannot be used: unknown or missing key,
+    /// unknown cloud name, malformed YAML or PEM.
+    #[error("invalid cloud configuration: {message}")]
+    Config { message: String },
+
+    /// The service catalog has no endpoint for a service in the wanted
+    /// region/interface (typically a wrong `region_name`).
+    #[error("endpoint not found: {message}")]
+    EndpointNotFound {
+        service: &'static str,
+        message: String,
+    },
+
+    /// The identity service refused the credentials (wrong password, unknown
+    /// user or project, revoked application credential, bad SCP key).
+    #[error("the cloud refused the credentials: {message}")]
+    InvalidCredentials { message: String },
+
+    /// A service refused a freshly issued token (after one refresh).
+    #[error("unauthorized: {message}")]
+    Unauthorized { message: String },
+
+    #[error("forbidden: {message}")]
+    Forbidden { message: String },
+
+    #[error("not found: {message}")]
+    NotFound { message: String },
+
+    /// 409: the resource changed under us or already exists (e.g. a duplicate
+    /// image member). Observing again resolves it.
+    #[error("conflict: {message}")]
+    Conflict { message: String },
+
+    #[error("bad request: {message}")]
+    BadRequest { message: String },
+
+    /// 413 without `Retry-After`: Cinder's answer when a quota is exhausted.
+    #[error("quota exceeded: {message}")]
+    QuotaExceeded { message: String },
+
+    /// 429 (or 413 with `Retry-After`) that outlived the retries.
+    #[error("rate limited{}: {message}", fmt_retry_after(retry_after))]
+    RateLimited {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+
+    /// 5xx: the cloud is down or overloaded.
+    #[error(
+        "cloud unavailable (HTTP {status}){}: {message}",
+        fmt_retry_after(retry_after)
+    )]
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    },
+
+    /// Any other HTTP error status.
+    #[error("HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+
+    /// No answer: connection refused or reset, timeout, dropped response.
+    /// For a POST this may mean the cloud acted without telling us.
+    #[error("cloud unreachable: {message}")]
+    Transport { message: String },
+
+    /// The cloud answered something we cannot read.
+    #[error("unexpected answer from the cloud: {message}")]
+    Decode { message: String },
+
+    /// The provider does not offer this operation (e.g. block storage on SCP).
+    #[error("unsupported: {message}")]
+    Unsupported { message: String },
+}
+
+fn fmt_retry_after(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (retry after {}s)", d.as_secs_f64()),
+        None => String::new(),
+    }
+}
+
+impl CloudError {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        CloudError::Config {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn decode(message: impl Into<String>) -> Self {
+        CloudError::Decode {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unsupported(message: impl Into<String>) -> Self {
+        CloudError::Unsupported {
+            message: message.into(),
+        }
+    }
+
+    /// True when waiting and trying again can succeed without a person.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CloudError::RateLimited { .. }
+                | CloudError::Unavailable { .. }
+                | CloudError::Transport { .. }
+                | CloudError::Conflict { .. }
+        )
+    }
+
+    /// Stable CamelCase reason for Kubernetes conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CloudError::Config { .. } => "InvalidCloudConfig",
+            CloudError::EndpointNotFound { .. } => "EndpointNotFound",
+            CloudError::InvalidCredentials { .. } => "InvalidCredentials",
+            CloudError::Unauthorized { .. } => "AuthenticationFailed",
+            CloudError::Forbidden { .. } => "CloudForbidden",
+            CloudError::NotFound { .. } => "CloudNotFound",
+            CloudError::Conflict { .. } => "CloudConflict",
+            CloudError::BadRequest { .. } => "CloudBadRequest",
+            CloudError::QuotaExceeded { .. } => "QuotaExceeded",
+            CloudError::RateLimited { .. } => "RateLimited",
+            CloudError::Unavailable { .. } => "CloudUnavailable",
+            CloudError::Http { .. } => "CloudRequestFailed",
+            CloudError::Transport { .. } => "CloudUnreachable",
+            CloudError::Decode { .. } => "CloudProtocolError",
+            CloudError::Unsupported { .. } => "Unsupported",
+        }
+    }
+
+    /// The cloud's own message (or ours when the cloud gave none).
+    pub fn message(&self) -> &str {
+        match self {
+            CloudError::Config { message }
+            | CloudError::EndpointNotFound { message, .. }
+            | CloudError::InvalidCredentials { message }
+            | CloudError::Unauthorized { message }
+            | CloudError::Forbidden { message }
+            | CloudError::NotFound { message }
+            | CloudError::Conflict { message }
+            | CloudError::BadRequest { message }
+            | CloudError::QuotaExceeded { message }
+            | CloudError::RateLimited { message, .. }
+            | CloudError::Unavailable { message, .. }
+            | CloudError::Http { message, .. }
+            | CloudError::Transport { message }
+            | CloudError::Decode { message }
+            | CloudError::Unsupported { message } => message,
+        }
+    }
+
+    /// How long the cloud asked us to wait, when it said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CloudError::RateLimited { retry_after, .. }
+            | CloudError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CloudError::NotFound { .. })
+    }
+
+    /// Maps an error answer (status, headers, body) to an error kind, with
+    /// the message taken from the body's Cinder fault, Glance/Keystone error
+    /// JSON, or webob text/HTML page.
+    pub fn from_response(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CloudError {
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let message = error_message(status, content_type, body);
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        match status.as_u16() {
+            400 | 422 => CloudError::BadRequest { message },
+            401 => CloudError::Unauthorized { message },
+            403 => CloudError::Forbidden { message },
+            404 => CloudError::NotFound { message },
+            409 => CloudError::Conflict { message },
+            413 if retry_after.is_none() => CloudError::QuotaExceeded { message },
+            413 | 429 => CloudError::RateLimited {
+                retry_after,
+                message,
+            },
+            s @ 500..=599 => CloudError::Unavailable {
+                status: s,
+                retry_after,
+                message,
+            },
+            s => CloudError::Http { status: s, message },
+        }
+    }
+
+    pub(crate) fn from_reqwest(err: &reqwest::Error) -> CloudError {
+        if err.is_decode() {
+            return CloudError::decode(describe_reqwest(err));
+        }
+        CloudError::Transport {
+            message: describe_reqwest(err),
+        }
+    }
+}
+
+/// reqwest's Display stops at the outermost layer ("error sending request
+/// for url (...)"); the cause chain says what actually happened.
+fn describe_reqwest(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Extracts a person-readable message from an error body.
+pub(crate) fn error_message(status: StatusCode, content_type: &str, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(message) = json_error_message(&value)
+    {
+        return truncate(&message);
+    }
+    let looks_html = content_type.contains("html") || text.starts_with('<');
+    let plain = if looks_html {
+        html_to_text(text)
+    } else {
+        collapse_whitespace(text)
+    };
+    let plain = strip_status_line(&plain, status);
+    if plain.is_empty() {
+        return status
+            .canonical_reason()
+            .map(|r| format!("{} {r}", status.as_u16()))
+            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+    }
+    truncate(&plain)
+}
+
+/// Understands the error JSON shapes of the clouds we speak to:
+/// - Cinder/Nova faults: `{"itemNotFound": {"code": 404, "message": "..."}}`
+/// - Keystone: `{"error": {"code": 401, "title": "Unauthorized", "message": "..."}}`
+/// - Glance (and SCP): `{"code": 404, "title": "Not Found", "message": "..."}`
+/// - `{"errors": [{"title": .., "detail": ..}]}` and `{"message": ..}` variants.
+fn json_error_message(value: &serde_json::Value) -> Option<String> {
+    let obj = value.as_object()?;
+    if let Some(message) = text_field(obj, &["message", "detail", "description", "title"]) {
+        return Some(message);
+    }
+    if let Some(errors) = obj.get("errors").and_then(|e| e.as_array())
+        && let Some(first) = errors.first().and_then(|e| e.as_object())
+        && let Some(message) = text_field(first, &["message", "detail", "title"])
+    {
+        return Some(message);
+    }
+    // Fault wrapper: exactly one key whose value holds the message.
+    if obj.len() == 1
+        && let Some((name, inner)) = obj.iter().next()
+        && let Some(inner) = inner.as_object()
+    {
+        let message = text_field(inner, &["message", "detail", "title"])?;
+        // Keystone's wrapper is called "error"; Cinder's fault names
+        // (itemNotFound, badRequest, ...) are worth keeping for the reader.
+        return Some(if name == "error" {
+            message
+        } else {
+            format!("{name}: {message}")
+        });
+    }
+    None
+}
+
+fn text_field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| {
+        obj.get(*k)
+            .and_then(|v| v.as_str())
+            .map(collapse_whitespace)
+            .filter(|s| !s.is_empty())
+    })
+}
+
+/// webob answers `<html><head><title>404 Not Found</title></head><body><h1>404
+/// Not Found</h1>No image found with ID x<br /><br /></body></html>`: keep the
+/// body text, drop the title, which repeats the status line.
+fn html_to_text(html: &str) -> String {
+    let body = match (html.find("<body"), html.rfind("</body>")) {
+        (Some(start), Some(end)) if start < end => &html[start..end],
+        _ => html,
+    };
+    let mut out = String::with_capacity(body.len());
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    collapse_whitespace(&out)
+}
+
+/// webob's plain text starts with the status line ("404 Not Found"); drop it
+/// when something follows.
+fn strip_status_line(text: &str, status: StatusCode) -> String {
+    if let Some(reason) = status.canonical_reason() {
+        let prefix = format!("{} {reason}", status.as_u16());
+        if let Some(rest) = text.strip_prefix(&prefix) {
+            let rest = rest.trim_start_matches([' ', ':', '.']).trim();
+            if !rest.is_empty() {
+                return rest.to_string();
+            }
+        }
+    }
+    text.to_string()
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn truncate(text: &str) -> String {
+    if text.chars().count() <= MAX_MESSAGE_CHARS {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+    out.push('…');
+    out
+}
+
+/// Parses a `Retry-After` value: delay seconds (integer or decimal) or an
+/// HTTP date. A date in the past means "now".
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = date.with_timezone(&chrono::Utc) - now;
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn answer(status: u16, content_type: &str, body: &str) -> CloudError {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        CloudError::from_response(
+            StatusCode::from_u16(status).unwrap(),
+            &headers,
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn cinder_fault_bodies_map_to_kinds_with_the_cloud_message() {
+        let e = answer(
+            400,
+            "application/json",
+            r#"{"badRequest": {"code": 400, "message": "Invalid volume: Volume status must be available or error."}}"#,
+        );
+        assert_eq!(
+            e,
+            CloudError::BadRequest {
+                message: "badRequest: Invalid volume: Volume status must be available or error."
+                    .into()
+            }
+        );
+        assert_eq!(e.reason(), "CloudBadRequest");
+        assert!(!e.is_transient());
+
+        let e = answer(
+            404,
+            "application/json",
+            r#"{"itemNotFound": {"message": "Volume 42 could not be found.", "code": 404}}"#,
+        );
+        assert!(e.is_not_found());
+        assert_eq!(e.message(), "itemNotFound: Volume 42 could not be found.");
+        assert_eq!(e.reason(), "CloudNotFound");
+
+        let e = answer(
+            403,
+            "application/json",
+            r#"{"forbidden": {"code": 403, "message": "Policy doesn't allow volume:delete."}}"#,
+        );
+        assert!(matches!(e, CloudError::Forbidden { .. }));
+        assert_eq!(e.reason(), "CloudForbidden");
+
+        let e = answer(
+            409,
+            "application/json",
+            r#"{"conflictingRequest": {"code": 409, "message": "busy"}}"#,
+        );
+        assert!(matches!(e, CloudError::Conflict { .. }));
+        assert!(e.is_transient());
+
+        let e = answer(
+            413,
+            "application/json",
+            r#"{"overLimit": {"code": 413, "message": "VolumeSizeExceedsAvailableQuota: Requested volume exceeds allowed gigabytes quota."}}"#,
+        );
+        assert!(matches!(e, CloudError::QuotaExceeded { .. }), "{e:?}");
+        assert!(e.message().contains("quota"));
+
+        let e = answer(
+            401,
+            "application/json",
+            r#"{"unauthorized": {"code": 401, "message": "The request you have made requires authentication."}}"#,
+        );
+        assert!(matches!(e, CloudError::Unauthorized { .. }));
+        assert_eq!(e.reason(), "AuthenticationFailed");
+    }
+
+    #[test]
+    fn glance_and_keystone_error_bodies_are_read() {
+        let e = answer(
+            404,
+            "application/json",
+            r#"{"code": 404, "title": "Not Found", "message": "No image found with ID abc"}"#,
+        );
+        assert_eq!(e.message(), "No image found with ID abc");
+
+        let e = answer(
+            401,
+            "application/json",
+            r#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}"#,
+        );
+        assert_eq!(
+            e.message(),
+            "The request you have made requires authentication."
+        );
+
+        let html = "<html>\n <head>\n  <title>403 Forbidden</title>\n </head>\n <body>\n  <h1>403 Forbidden</h1>\n  Image 1 is protected and cannot be deleted.<br /><br />\n\n\n\n </body>\n</html>";
+        let e = answer(403, "text/html; charset=UTF-8", html);
+        assert_eq!(e.message(), "Image 1 is protected and cannot be deleted.");
+
+        let e = answer(
+            409,
+            "text/plain",
+            "409 Conflict\n\nThe request could not be completed due to a conflict with the current state of the resource.\n\n   ",
+        );
+        assert_eq!(
+            e.message(),
+            "The request could not be completed due to a conflict with the current state of the resource."
+        );
+    }
+
+    #[test]
+    fn empty_bodies_fall_back_to_the_status_line() {
+        let e = answer(503, "text/plain", "");
+        assert_eq!(
+            e,
+            CloudError::Unavailable {
+                status: 503,
+                retry_after: None,
+                message: "503 Service Unavailable".into()
+            }
+        );
+        assert!(e.is_transient());
+        assert_eq!(e.reason(), "CloudUnavailable");
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_after() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let e = CloudError::from_response(StatusCode::TOO_MANY_REQUESTS, &headers, b"slow down");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(e.reason(), "RateLimited");
+        assert!(e.is_transient());
+        // 413 with Retry-After is Cinder's rate limiter, not a quota.
+        let e = CloudError::from_response(StatusCode::PAYLOAD_TOO_LARGE, &headers, b"{}");
+        assert!(matches!(e, CloudError::RateLimited { .. }));
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+
+    #[test]
+    fn every_kind_has_a_camel_case_reason() {
+        let kinds = [
+            CloudError::config("x"),
+            CloudError::EndpointNotFound {
+                service: "image",
+                message: "x".into(),
+            },
+            CloudError::InvalidCredentials {
+                message: "x".into(),
+            },
+            CloudError::Transport {
+                message: "x".into(),
+            },
+            CloudError::decode("x"),
+            CloudError::unsupported("x"),
+            CloudError::Http {
+                status: 418,
+                message: "x".into(),
+            },
+        ];
+        for k in kinds {
+            let r = k.reason();
+            assert!(r.chars().next().unwrap().is_ascii_uppercase(), "{r}");
+            assert!(r.chars().all(|c| c.is_ascii_alphanumeric()), "{r}");
+        }
+    }
+
+    #[test]
+    fn long_messages_are_truncated() {
+        let body = "x".repeat(5000);
+        let e = answer(500, "text/plain", &body);
+        assert!(e.message().chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
+}

@@ -1,0 +1,301 @@
+//! Authentication against the emulator: every auth type, token expiry and
+//! refresh, refused tokens, wrong credentials, wrong region, tenant isolation.
+
+mod support_cloud;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudvol::cloud::model::{CreateVolume, ImageQuery, VolumeQuery};
+use cloudvol::cloud::{CloudCredentials, CloudError, RequestRecord};
+use cloudvol_emulator::Config;
+use serde_json::json;
+use support_cloud::{DEMO_TENANT, PARTNER_TENANT, eventually, start, start_with};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_token_auth_type_reaches_block_storage_and_images() {
+    let cloud = start().await;
+    for (name, version) in [
+        ("nhn", "v2"),
+        ("v3-project-id", "v3"),
+        ("v3-project-name", "v3"),
+        ("v3-appcred", "v3"),
+    ] {
+        let creds = cloud.creds(name);
+        let bs = cloud.connector.block_storage(&creds).unwrap();
+        let endpoint = bs
+            .endpoint()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            endpoint,
+            format!("{}/block-storage/{version}/{DEMO_TENANT}", cloud.base),
+            "{name}"
+        );
+        bs.list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let image = cloud.connector.image(&creds).unwrap();
+        assert_eq!(
+            image.endpoint().await.unwrap(),
+            format!("{}/image", cloud.base)
+        );
+        assert_eq!(
+            image.project_id().await.unwrap().as_deref(),
+            Some(DEMO_TENANT),
+            "{name}"
+        );
+        image
+            .list_images(&ImageQuery::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(cloud.count("POST /identity/v2.0/tokens").await, 1);
+    assert_eq!(cloud.count("POST /identity/v3/auth/tokens").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scp_signs_image_requests_and_offers_no_block_storage() {
+    let cloud = start().await;
+    let demo_image = cloud.admin_image(DEMO_TENANT, "scp-visible").await;
+    let creds = cloud.creds("scp");
+    let image = cloud.connector.image(&creds).unwrap();
+    assert_eq!(image.provider(), "scp");
+    let shown = image.show_image(&demo_image).await.unwrap();
+    assert_eq!(shown.name.as_deref(), Some("scp-visible"));
+    assert_eq!(shown.properties["scp_image_type"], "custom");
+    let listed = image.list_images(&ImageQuery::default()).await.unwrap();
+    assert!(listed.iter().any(|i| i.id == demo_image));
+
+    // Partner's signature works too, but demo's private image is not theirs.
+    let partner = cloud.connector.image(&cloud.creds("scp-partner")).unwrap();
+    let err = partner.show_image(&demo_image).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+
+    let err = match cloud.connector.block_storage(&creds) {
+        Ok(_) => panic!("block storage for SCP"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, CloudError::Unsupported { .. }), "{err:?}");
+    assert!(err.message().contains("SCP"), "{err}");
+
+    let err = image.delete_image(&demo_image).await.unwrap_err();
+    assert!(matches!(err, CloudError::Unsupported { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_scp_secret_is_invalid_credentials() {
+    let cloud = start().await;
+    let yaml = support_cloud::clouds_yaml(&cloud.base).replace("demo-secret-key", "wrong-secret");
+    let creds = support_cloud::creds(&yaml, "scp");
+    let err = cloud
+        .connector
+        .image(&creds)
+        .unwrap()
+        .list_images(&ImageQuery::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CloudError::InvalidCredentials { .. }),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("wrong-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiring_tokens_are_renewed_transparently() {
+    let cloud = start_with(
+        Config::demo()
+            .with_transitions(Duration::ZERO)
+            .with_token_lifetime(Duration::from_secs(2)),
+    )
+    .await;
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = statuses.clone();
+    cloud
+        .connector
+        .http()
+        .set_request_observer(Arc::new(move |r: &RequestRecord<'_>| {
+            seen.lock().unwrap().push(r.status);
+        }));
+    for (name, login) in [
+        ("nhn", "POST /identity/v2.0/tokens"),
+        ("v3-project-id", "POST /identity/v3/auth/tokens"),
+    ] {
+        let bs = cloud.connector.block_storage(&cloud.creds(name)).unwrap();
+        bs.list_volumes(&VolumeQuery::default()).await.unwrap();
+        assert_eq!(cloud.count(login).await, 1, "{name}");
+        // Keep calling; every call succeeds and, past the early-refresh
+        // point (90% of 2 s), the client has logged in again by itself.
+        eventually(&format!("{name} re-login"), Duration::from_secs(10), || {
+            let bs = bs.clone();
+            let cloud = &cloud;
+            async move {
+                bs.list_volumes(&VolumeQuery::default())
+                    .await
+                    .expect("calls keep working across expiry");
+                (cloud.count(login).await >= 2).then_some(())
+            }
+        })
+        .await;
+    }
+    // The renewal came before expiry: no call was ever refused.
+    let statuses = statuses.lock().unwrap();
+    assert!(statuses.len() >= 6, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == Some(200) || *s == Some(201)),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_is_renewed_once_and_the_call_retried() {
+    let cloud = start().await;
+    let bs = cloud.connector.block_storage(&cloud.creds("nhn")).unwrap();
+    bs.list_volumes(&VolumeQuery::default()).await.unwrap();
+    cloud
+        .fault(json!({"method": "GET", "path": "/block-storage/*", "status": 401, "count": 1}))
+        .await;
+    bs.list_volumes(&VolumeQuery::default()).await.unwrap();
+    assert_eq!(cloud.count("POST /identity/v2.0/tokens").await, 2);
+    assert_eq!(
+        cloud.count("GET /block-storage/v2/{tenant}/volumes").await,
+        3
+    );
+
+    // Refused twice: the second refusal is the answer.
+    cloud
+        .fault(json!({"method": "GET", "path": "/block-storage/*", "status": 401, "count": 2}))
+        .await;
+    let err = bs.list_volumes(&VolumeQuery::default()).await.unwrap_err();
+    assert!(matches!(err, CloudError::Unauthorized { .. }), "{err:?}");
+    assert_eq!(err.reason(), "AuthenticationFailed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_callers_share_one_login() {
+    let cloud = start().await;
+    let bs = cloud
+        .connector
+        .block_storage(&cloud.creds("v3-appcred"))
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let bs = Arc::clone(&bs);
+        tasks.push(tokio::spawn(async move {
+            bs.list_volumes(&VolumeQuery::default()).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // A second client for the same credentials shares the token too.
+    let again = cloud.connector.image(&cloud.creds("v3-appcred")).unwrap();
+    again.list_images(&ImageQuery::default()).await.unwrap();
+    assert_eq!(cloud.count("POST /identity/v3/auth/tokens").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_invalid_credentials_with_the_clouds_message() {
+    let cloud = start().await;
+    let yaml = support_cloud::clouds_yaml(&cloud.base).replace("demo-password", "not-the-password");
+    for name in ["nhn", "v3-project-id"] {
+        let creds = support_cloud::creds(&yaml, name);
+        let err = cloud
+            .connector
+            .block_storage(&creds)
+            .unwrap()
+            .list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CloudError::InvalidCredentials { .. }),
+            "{name}: {err:?}"
+        );
+        assert_eq!(err.reason(), "InvalidCredentials");
+        assert!(!err.is_transient());
+        assert!(err.message().contains("401"), "{err}");
+        assert!(!format!("{err} {err:?}").contains("not-the-password"));
+    }
+    let yaml = support_cloud::clouds_yaml(&cloud.base)
+        .replace("demo-appcred-secret", "bad-appcred-secret");
+    let err = cloud
+        .connector
+        .image(&support_cloud::creds(&yaml, "v3-appcred"))
+        .unwrap()
+        .list_images(&ImageQuery::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CloudError::InvalidCredentials { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_region_names_the_regions_the_catalog_offers() {
+    let cloud = start().await;
+    let yaml =
+        support_cloud::clouds_yaml(&cloud.base).replace("region_name: KR1", "region_name: JP1");
+    for name in ["nhn", "v3-project-id"] {
+        let creds: CloudCredentials = support_cloud::creds(&yaml, name);
+        let err = cloud
+            .connector
+            .block_storage(&creds)
+            .unwrap()
+            .list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CloudError::EndpointNotFound { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.message().contains("`JP1`") && err.message().contains("KR1"),
+            "{err}"
+        );
+        assert_eq!(err.reason(), "EndpointNotFound");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_cannot_see_another_tenants_volumes() {
+    let cloud = start().await;
+    let demo = cloud.connector.block_storage(&cloud.creds("nhn")).unwrap();
+    let partner = cloud
+        .connector
+        .block_storage(&cloud.creds("nhn-partner"))
+        .unwrap();
+    let v3_partner = cloud
+        .connector
+        .block_storage(&cloud.creds("v3-partner"))
+        .unwrap();
+    let vol = demo
+        .create_volume(&CreateVolume {
+            size: 1,
+            name: Some("demo-only".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(vol.tenant_id.as_deref().unwrap_or(DEMO_TENANT), DEMO_TENANT);
+    assert!(
+        demo.list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.id == vol.id)
+    );
+    for other in [&partner, &v3_partner] {
+        assert!(other.endpoint().await.unwrap().ends_with(PARTNER_TENANT));
+        let seen = other
+            .list_volumes_detail(&VolumeQuery::default())
+            .await
+            .unwrap();
+        assert!(seen.iter().all(|v| v.id != vol.id));
+        let err = other.show_volume(&vol.id).await.unwrap_err();
+        assert!(err.is_not_found(), "{err:?}");
+        let err = other.delete_volume(&vol.id).await.unwrap_err();
+        assert!(err.is_not_found(), "{err:?}");
+    }
+}
