@@ -13,12 +13,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::Transitions;
 use crate::http::{
-    ApiError, ApiResult, Dialect, Query, base_url, cinder_time, header_str, json_response,
-    loose_bool, ok_json,
+    ApiError, ApiResult, Dialect, Query, base_url, cinder_time, header_str, json_bytes,
+    json_response, loose_bool, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized, stable_id};
 use crate::server::Shared;
@@ -307,69 +308,149 @@ fn require_element<'a>(body: &'a Option<Value>, key: &str) -> ApiResult<&'a Map<
 
 // ---- views -------------------------------------------------------------------
 
-fn volume_links(base: &str, api: Api, tenant: &str, id: &str) -> Value {
-    json!([
-        {"href": format!("{base}/block-storage/{}/{tenant}/volumes/{id}", api.segment()), "rel": "self"},
-        {"href": format!("{base}/block-storage/{tenant}/volumes/{id}"), "rel": "bookmark"},
-    ])
+#[derive(Serialize)]
+struct Link {
+    href: String,
+    rel: &'static str,
+}
+
+fn volume_links(base: &str, api: Api, tenant: &str, id: &str) -> [Link; 2] {
+    [
+        Link {
+            href: format!(
+                "{base}/block-storage/{}/{tenant}/volumes/{id}",
+                api.segment()
+            ),
+            rel: "self",
+        },
+        Link {
+            href: format!("{base}/block-storage/{tenant}/volumes/{id}"),
+            rel: "bookmark",
+        },
+    ]
+}
+
+#[derive(Serialize)]
+struct AttachmentView<'a> {
+    server_id: &'a str,
+    attachment_id: &'a str,
+    attached_at: String,
+    host_name: Option<&'a str>,
+    volume_id: &'a str,
+    device: &'a str,
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct EncryptionView<'a> {
+    skm_key_id: &'a str,
+    skm_key_version: u64,
+}
+
+/// A volume as seed 000 shows it (detail list, show, create), fields in
+/// the seed's order. Serialized straight from the state, so that listing
+/// many volumes stays cheap.
+#[derive(Serialize)]
+pub struct VolumeView<'a> {
+    attachments: Vec<AttachmentView<'a>>,
+    links: [Link; 2],
+    availability_zone: &'a str,
+    encrypted: bool,
+    #[serde(rename = "os-volume-replication:extended_status")]
+    extended_status: Option<()>,
+    volume_type: &'a str,
+    snapshot_id: Option<&'a str>,
+    id: &'a str,
+    size: u64,
+    user_id: &'a str,
+    #[serde(rename = "os-vol-tenant-attr:tenant_id")]
+    tenant_id: &'a str,
+    metadata: &'a BTreeMap<String, String>,
+    status: &'a str,
+    description: Option<&'a str>,
+    multiattach: bool,
+    source_volid: Option<&'a str>,
+    consistencygroup_id: Option<()>,
+    name: Option<&'a str>,
+    bootable: &'static str,
+    created_at: String,
+    updated_at: Option<String>,
+    #[serde(rename = "os-volume-replication:driver_data")]
+    driver_data: Option<()>,
+    replication_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nhn_encryption: Option<EncryptionView<'a>>,
+}
+
+impl<'a> VolumeView<'a> {
+    pub fn new(v: &'a Volume, base: &str, api: Api) -> VolumeView<'a> {
+        VolumeView {
+            attachments: v
+                .attachments
+                .iter()
+                .map(|a| AttachmentView {
+                    server_id: &a.server_id,
+                    attachment_id: &a.id,
+                    attached_at: cinder_time(a.attached_at),
+                    host_name: None,
+                    volume_id: &v.id,
+                    device: &a.device,
+                    id: &v.id,
+                })
+                .collect(),
+            links: volume_links(base, api, &v.tenant_id, &v.id),
+            availability_zone: &v.availability_zone,
+            encrypted: v.encryption.is_some(),
+            extended_status: None,
+            volume_type: &v.volume_type,
+            snapshot_id: v.snapshot_id.as_deref(),
+            id: &v.id,
+            size: v.size,
+            user_id: &v.user_id,
+            tenant_id: &v.tenant_id,
+            metadata: &v.metadata,
+            status: &v.status,
+            description: v.description.as_deref(),
+            multiattach: v.multiattach,
+            source_volid: v.source_volid.as_deref(),
+            consistencygroup_id: None,
+            name: v.name.as_deref(),
+            bootable: if v.bootable { "true" } else { "false" },
+            created_at: cinder_time(v.created_at),
+            updated_at: v.updated_at.map(cinder_time),
+            driver_data: None,
+            replication_status: "disabled",
+            nhn_encryption: v.encryption.as_ref().map(|e| EncryptionView {
+                skm_key_id: &e.skm_key_id,
+                skm_key_version: e.skm_key_version,
+            }),
+        }
+    }
 }
 
 pub fn volume_detail(v: &Volume, base: &str, api: Api) -> Value {
-    let attachments: Vec<Value> = v
-        .attachments
-        .iter()
-        .map(|a| {
-            json!({
-                "server_id": a.server_id,
-                "attachment_id": a.id,
-                "attached_at": cinder_time(a.attached_at),
-                "host_name": null,
-                "volume_id": v.id,
-                "device": a.device,
-                "id": v.id,
-            })
-        })
-        .collect();
-    let mut out = json!({
-        "attachments": attachments,
-        "links": volume_links(base, api, &v.tenant_id, &v.id),
-        "availability_zone": v.availability_zone,
-        "encrypted": v.encryption.is_some(),
-        "os-volume-replication:extended_status": null,
-        "volume_type": v.volume_type,
-        "snapshot_id": v.snapshot_id,
-        "id": v.id,
-        "size": v.size,
-        "user_id": v.user_id,
-        "os-vol-tenant-attr:tenant_id": v.tenant_id,
-        "metadata": v.metadata,
-        "status": v.status,
-        "description": v.description,
-        "multiattach": v.multiattach,
-        "source_volid": v.source_volid,
-        "consistencygroup_id": null,
-        "name": v.name,
-        "bootable": if v.bootable { "true" } else { "false" },
-        "created_at": cinder_time(v.created_at),
-        "updated_at": v.updated_at.map(cinder_time),
-        "os-volume-replication:driver_data": null,
-        "replication_status": "disabled",
-    });
-    if let Some(enc) = &v.encryption {
-        out["nhn_encryption"] = json!({
-            "skm_key_id": enc.skm_key_id,
-            "skm_key_version": enc.skm_key_version,
-        });
-    }
-    out
+    serde_json::to_value(VolumeView::new(v, base, api)).unwrap_or(Value::Null)
 }
 
-fn volume_summary(v: &Volume, base: &str, api: Api) -> Value {
-    json!({
-        "id": v.id,
-        "links": volume_links(base, api, &v.tenant_id, &v.id),
-        "name": v.name,
-    })
+#[derive(Serialize)]
+struct VolumeSummary<'a> {
+    id: &'a str,
+    links: [Link; 2],
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ListItem<'a> {
+    Detail(Box<VolumeView<'a>>),
+    Summary(VolumeSummary<'a>),
+}
+
+#[derive(Serialize)]
+struct VolumeList<'a> {
+    volumes: Vec<ListItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volumes_links: Option<[Link; 1]>,
 }
 
 fn uuid_like(hex32: &str) -> String {
@@ -573,77 +654,83 @@ fn list(ctx: &Ctx, raw: Option<&str>, detail: bool) -> ApiResult {
     let status = q.get("status");
     let marker = q.get("marker");
 
-    let (items, last_id) = ctx
-        .app
-        .with(|s| -> ApiResult<(Vec<Value>, Option<String>)> {
-            let mut vols: Vec<&Volume> = s
-                .volumes
-                .values()
-                .filter(|v| v.tenant_id == ctx.tenant)
-                .filter(|v| name.is_none_or(|n| v.name.as_deref() == Some(n)))
-                .filter(|v| status.is_none_or(|st| v.status == st))
-                .filter(|v| {
-                    metadata.as_ref().is_none_or(|m| {
-                        m.iter()
-                            .all(|(k, val)| v.metadata.get(k).is_some_and(|x| x == val))
-                    })
+    let bytes = ctx.app.with(|s| -> ApiResult<Vec<u8>> {
+        let mut vols: Vec<&Volume> = s
+            .volumes
+            .values()
+            .filter(|v| v.tenant_id == ctx.tenant)
+            .filter(|v| name.is_none_or(|n| v.name.as_deref() == Some(n)))
+            .filter(|v| status.is_none_or(|st| v.status == st))
+            .filter(|v| {
+                metadata.as_ref().is_none_or(|m| {
+                    m.iter()
+                        .all(|(k, val)| v.metadata.get(k).is_some_and(|x| x == val))
                 })
-                .collect();
-            vols.sort_by(|a, b| {
-                sort.iter()
-                    .map(|(key, asc)| {
-                        let o = compare(a, b, *key);
-                        if *asc { o } else { o.reverse() }
-                    })
-                    .find(|o| *o != Ordering::Equal)
-                    .unwrap_or(Ordering::Equal)
+            })
+            .collect();
+        vols.sort_by(|a, b| {
+            sort.iter()
+                .map(|(key, asc)| {
+                    let o = compare(a, b, *key);
+                    if *asc { o } else { o.reverse() }
+                })
+                .find(|o| *o != Ordering::Equal)
+                .unwrap_or(Ordering::Equal)
+        });
+        let start = match marker {
+            None => 0,
+            Some(m) => {
+                vols.iter().position(|v| v.id == m).ok_or_else(|| {
+                    err(
+                        StatusCode::NOT_FOUND,
+                        format!("Marker {m} could not be found."),
+                    )
+                })? + 1
+            }
+        };
+        let page: Vec<&Volume> = vols
+            .into_iter()
+            .skip(start.saturating_add(offset))
+            .take(limit)
+            .collect();
+        // A full page has a next link (Cinder's rule), marked by its last item.
+        let volumes_links = (page.len() == limit)
+            .then(|| page.last())
+            .flatten()
+            .map(|last| {
+                let collection = if detail { "volumes/detail" } else { "volumes" };
+                let query = q.encode_without(&["marker", "offset"], &[("marker", &last.id)]);
+                [Link {
+                    href: format!(
+                        "{}/block-storage/{}/{}/{collection}?{query}",
+                        ctx.base,
+                        ctx.api.segment(),
+                        ctx.tenant
+                    ),
+                    rel: "next",
+                }]
             });
-            let start = match marker {
-                None => 0,
-                Some(m) => {
-                    vols.iter().position(|v| v.id == m).ok_or_else(|| {
-                        err(
-                            StatusCode::NOT_FOUND,
-                            format!("Marker {m} could not be found."),
-                        )
-                    })? + 1
+        let volumes = page
+            .iter()
+            .map(|v| {
+                if detail {
+                    ListItem::Detail(Box::new(VolumeView::new(v, &ctx.base, ctx.api)))
+                } else {
+                    ListItem::Summary(VolumeSummary {
+                        id: &v.id,
+                        links: volume_links(&ctx.base, ctx.api, &v.tenant_id, &v.id),
+                        name: v.name.as_deref(),
+                    })
                 }
-            };
-            let page: Vec<&Volume> = vols
-                .into_iter()
-                .skip(start.saturating_add(offset))
-                .take(limit)
-                .collect();
-            let last = (page.len() == limit)
-                .then(|| page.last().map(|v| v.id.clone()))
-                .flatten();
-            let items = page
-                .iter()
-                .map(|v| {
-                    if detail {
-                        volume_detail(v, &ctx.base, ctx.api)
-                    } else {
-                        volume_summary(v, &ctx.base, ctx.api)
-                    }
-                })
-                .collect();
-            Ok((items, last))
-        })?;
-    let mut body = json!({"volumes": items});
-    if let Some(last) = last_id {
-        let collection = if detail { "volumes/detail" } else { "volumes" };
-        let query = q.encode_without(&["marker", "offset"], &[("marker", &last)]);
-        body["volumes_links"] = json!([{
-            "href": format!(
-                "{}/block-storage/{}/{}/{collection}?{query}",
-                ctx.base,
-                ctx.api.segment(),
-                ctx.tenant
-            ),
-            "rel": "next",
-        }]);
-    }
-    Ok(ok_json(&body))
+            })
+            .collect();
+        serde_json::to_vec(&VolumeList {
+            volumes,
+            volumes_links,
+        })
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })?;
+    Ok(json_bytes(StatusCode::OK, bytes))
 }
 
 // ---- show / create / update / delete -------------------------------------------

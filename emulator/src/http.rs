@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde_json::{Value, json};
 
 /// Which cloud API a request was for; decides the shape of an error body.
@@ -120,7 +120,11 @@ pub fn error_body(dialect: Dialect, status: StatusCode, message: &str) -> Value 
 }
 
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// An already serialized JSON body.
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut resp = (status, bytes).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -250,12 +254,30 @@ pub fn percent_encode(s: &str) -> String {
 
 /// Cinder's `YYYY-MM-DDThh:mm:ss.SSSSSS` (no zone).
 pub fn cinder_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+    // Hand-rolled rather than strftime: listing volumes formats many of these.
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() % 1_000_000_000 / 1000
+    )
 }
 
 /// Glance's and NHN Keystone's `YYYY-MM-DDThh:mm:ssZ`.
 pub fn glance_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Keystone v3's `YYYY-MM-DDThh:mm:ss.SSSSSSZ`.
@@ -290,6 +312,16 @@ mod tests {
             q.encode_without(&["marker"], &[("marker", "n")]),
             "name=a%20b&tag=x&tag=y%2Fz&marker=n"
         );
+    }
+
+    #[test]
+    fn timestamps_have_each_clouds_format() {
+        let t = DateTime::parse_from_rfc3339("2018-12-18T05:43:12.000042Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(cinder_time(t), "2018-12-18T05:43:12.000042");
+        assert_eq!(glance_time(t), "2018-12-18T05:43:12Z");
+        assert_eq!(keystone_time(t), "2018-12-18T05:43:12.000042Z");
     }
 
     #[test]

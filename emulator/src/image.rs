@@ -11,12 +11,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use chrono::Utc;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
 use crate::http::{
-    ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, json_response,
-    no_content, ok_json,
+    ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, json_bytes,
+    json_response, no_content, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized};
 use crate::server::Shared;
@@ -194,40 +196,78 @@ fn owned_mut<'a>(s: &'a mut Cloud, tenant: &str, id: &str) -> ApiResult<&'a mut 
 
 // ---- views -------------------------------------------------------------------
 
-pub fn image_view(img: &Image) -> Value {
-    let mut m: Map<String, Value> = img
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    let core = json!({
-        "id": img.id,
-        "name": img.name,
-        "status": img.status,
-        "visibility": img.visibility,
-        "protected": img.protected,
-        "os_hidden": false,
-        "owner": img.owner,
-        "container_format": img.container_format,
-        "disk_format": img.disk_format,
-        "min_disk": img.min_disk,
-        "min_ram": img.min_ram,
-        "size": img.size,
-        "virtual_size": img.virtual_size,
-        "checksum": img.checksum,
-        "os_hash_algo": img.os_hash_value.as_ref().map(|_| "sha512"),
-        "os_hash_value": img.os_hash_value,
-        "tags": img.tags,
-        "created_at": glance_time(img.created_at),
-        "updated_at": glance_time(img.updated_at),
-        "self": format!("/v2/images/{}", img.id),
-        "file": format!("/v2/images/{}/file", img.id),
-        "schema": "/v2/schemas/image",
-    });
-    if let Value::Object(core) = core {
-        m.extend(core);
+/// An image as Glance shows it: core attributes plus the custom properties
+/// at the top level. Serialized straight from the state so that listing
+/// stays cheap.
+pub struct ImageView<'a>(pub &'a Image);
+
+/// Attribute names the view writes itself; a custom property never shadows
+/// them.
+const VIEW_KEYS: [&str; 22] = [
+    "id",
+    "name",
+    "status",
+    "visibility",
+    "protected",
+    "os_hidden",
+    "owner",
+    "container_format",
+    "disk_format",
+    "min_disk",
+    "min_ram",
+    "size",
+    "virtual_size",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "tags",
+    "created_at",
+    "updated_at",
+    "self",
+    "file",
+    "schema",
+];
+
+impl Serialize for ImageView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let img = self.0;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("id", &img.id)?;
+        m.serialize_entry("name", &img.name)?;
+        m.serialize_entry("status", &img.status)?;
+        m.serialize_entry("visibility", &img.visibility)?;
+        m.serialize_entry("protected", &img.protected)?;
+        m.serialize_entry("os_hidden", &false)?;
+        m.serialize_entry("owner", &img.owner)?;
+        m.serialize_entry("container_format", &img.container_format)?;
+        m.serialize_entry("disk_format", &img.disk_format)?;
+        m.serialize_entry("min_disk", &img.min_disk)?;
+        m.serialize_entry("min_ram", &img.min_ram)?;
+        m.serialize_entry("size", &img.size)?;
+        m.serialize_entry("virtual_size", &img.virtual_size)?;
+        m.serialize_entry("checksum", &img.checksum)?;
+        m.serialize_entry(
+            "os_hash_algo",
+            &img.os_hash_value.as_ref().map(|_| "sha512"),
+        )?;
+        m.serialize_entry("os_hash_value", &img.os_hash_value)?;
+        m.serialize_entry("tags", &img.tags)?;
+        m.serialize_entry("created_at", &glance_time(img.created_at))?;
+        m.serialize_entry("updated_at", &glance_time(img.updated_at))?;
+        m.serialize_entry("self", &format!("/v2/images/{}", img.id))?;
+        m.serialize_entry("file", &format!("/v2/images/{}/file", img.id))?;
+        m.serialize_entry("schema", "/v2/schemas/image")?;
+        for (k, v) in &img.properties {
+            if !VIEW_KEYS.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
     }
-    Value::Object(m)
+}
+
+pub fn image_view(img: &Image) -> Value {
+    serde_json::to_value(ImageView(img)).unwrap_or(Value::Null)
 }
 
 fn member_view(image_id: &str, m: &Member) -> Value {
@@ -275,20 +315,20 @@ const SORT_KEYS: [&str; 13] = [
     "owner",
 ];
 
-fn sort_value(img: &Image, key: &str) -> (Option<String>, u64) {
+fn sort_value<'a>(img: &'a Image, key: &str) -> (Option<&'a str>, u64) {
     match key {
-        "name" => (img.name.clone(), 0),
-        "status" => (Some(img.status.clone()), 0),
-        "container_format" => (img.container_format.clone(), 0),
-        "disk_format" => (img.disk_format.clone(), 0),
+        "name" => (img.name.as_deref(), 0),
+        "status" => (Some(&img.status), 0),
+        "container_format" => (img.container_format.as_deref(), 0),
+        "disk_format" => (img.disk_format.as_deref(), 0),
         "size" => (None, img.size.unwrap_or(0)),
         "virtual_size" => (None, img.virtual_size.unwrap_or(0)),
-        "id" => (Some(img.id.clone()), 0),
+        "id" => (Some(&img.id), 0),
         "updated_at" => (None, img.updated_at.timestamp_micros().max(0) as u64),
         "min_disk" => (None, img.min_disk),
         "min_ram" => (None, img.min_ram),
-        "visibility" => (Some(img.visibility.clone()), 0),
-        "owner" => (Some(img.owner.clone()), 0),
+        "visibility" => (Some(&img.visibility), 0),
+        "owner" => (Some(&img.owner), 0),
         _ => (None, img.seq),
     }
 }
@@ -369,7 +409,13 @@ async fn list_images(
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
 
-    let (items, next_marker) = app.with(|s| -> ApiResult<(Vec<Value>, Option<String>)> {
+    let first_query = q.encode_without(&["marker"], &[]);
+    let first = if first_query.is_empty() {
+        "/v2/images".to_string()
+    } else {
+        format!("/v2/images?{first_query}")
+    };
+    let bytes = app.with(|s| -> ApiResult<Vec<u8>> {
         let listed = |img: &Image| -> bool {
             let own = img.owner == tenant;
             let by_visibility = match visibility {
@@ -421,29 +467,34 @@ async fn list_images(
             }
         };
         let page: Vec<&Image> = imgs.into_iter().skip(start).take(limit).collect();
+        // A full page has a next link, from its last image (Glance's rule).
         let next = (limit > 0 && page.len() == limit)
-            .then(|| page.last().map(|i| i.id.clone()))
-            .flatten();
-        Ok((page.into_iter().map(image_view).collect(), next))
+            .then(|| page.last())
+            .flatten()
+            .map(|last| {
+                format!(
+                    "/v2/images?{}",
+                    q.encode_without(&["marker"], &[("marker", &last.id)])
+                )
+            });
+        serde_json::to_vec(&ImageList {
+            images: page.into_iter().map(ImageView).collect(),
+            schema: "/v2/schemas/images",
+            first: &first,
+            next,
+        })
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })?;
+    Ok(json_bytes(StatusCode::OK, bytes))
+}
 
-    let first_query = q.encode_without(&["marker"], &[]);
-    let mut body = json!({
-        "images": items,
-        "schema": "/v2/schemas/images",
-        "first": if first_query.is_empty() {
-            "/v2/images".to_string()
-        } else {
-            format!("/v2/images?{first_query}")
-        },
-    });
-    if let Some(m) = next_marker {
-        body["next"] = json!(format!(
-            "/v2/images?{}",
-            q.encode_without(&["marker"], &[("marker", &m)])
-        ));
-    }
-    Ok(ok_json(&body))
+#[derive(Serialize)]
+struct ImageList<'a> {
+    images: Vec<ImageView<'a>>,
+    schema: &'static str,
+    first: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 fn member_ok(img: &Image, tenant: &str, member_status: &str) -> bool {
