@@ -9,8 +9,8 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn attach_and_detach_behave_like_an_instance() {
     let mut config = Config::demo().with_transitions(Duration::ZERO);
-    config.transitions.volume_attach = Duration::from_millis(100);
-    config.transitions.volume_detach = Duration::from_millis(100);
+    config.transitions.volume_attach = Duration::from_secs(1);
+    config.transitions.volume_detach = Duration::from_secs(1);
     let env = start_with(config).await;
     let token = env.demo().await;
     let id = env.create_volume(&token, DEMO, json!({"size": 1})).await;
@@ -62,8 +62,8 @@ async fn attach_and_detach_behave_like_an_instance() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forcing_a_state_cancels_the_pending_transition() {
     let mut config = Config::demo().with_transitions(Duration::ZERO);
-    config.transitions.volume_extend = Duration::from_millis(500);
-    config.transitions.image_saving = Duration::from_millis(500);
+    config.transitions.volume_extend = Duration::from_secs(2);
+    config.transitions.image_saving = Duration::from_secs(2);
     let env = start_with(config).await;
     let token = env.demo().await;
     let id = env.create_volume(&token, DEMO, json!({"size": 1})).await;
@@ -107,7 +107,7 @@ async fn forcing_a_state_cancels_the_pending_transition() {
 
     // Wait until both transitions were long due, then check they never ran.
     eventually("the cancelled transitions' due time", || async {
-        (started.elapsed() > Duration::from_millis(900)).then_some(())
+        (started.elapsed() > Duration::from_millis(2500)).then_some(())
     })
     .await;
     let v = env.volume(&token, DEMO, &id).await;

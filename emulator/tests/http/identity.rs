@@ -263,7 +263,7 @@ async fn version_documents_for_identity_block_storage_and_image() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_unknown_and_expired_tokens_get_401_in_each_services_shape() {
-    let env = start_with(instant().with_token_lifetime(Duration::from_millis(300))).await;
+    let env = start_with(instant().with_token_lifetime(Duration::from_secs(2))).await;
     let vols = env.volumes(DEMO);
     let none = env.call(Method::GET, &vols, None, None, &[]).await;
     assert_cinder_fault(&none, 401, "unauthorized");

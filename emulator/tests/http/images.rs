@@ -96,7 +96,7 @@ async fn create_needs_os_type_and_refuses_public_and_read_only_attributes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_and_download_image_data() {
     let mut config = Config::demo().with_transitions(Duration::ZERO);
-    config.transitions.image_saving = Duration::from_millis(100);
+    config.transitions.image_saving = Duration::from_secs(1);
     let env = start_with(config).await;
     let token = env.demo().await;
     let id = env.create_image(&token, json!({})).await;

@@ -32,8 +32,8 @@ fn upload(extra: Value) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn upload_creates_an_image_and_the_volume_comes_back() {
     let mut config = Config::demo().with_transitions(Duration::ZERO);
-    config.transitions.image_queued = Duration::from_millis(100);
-    config.transitions.image_saving = Duration::from_millis(100);
+    config.transitions.image_queued = Duration::from_secs(1);
+    config.transitions.image_saving = Duration::from_secs(1);
     let env = start_with(config).await;
     let token = env.demo().await;
     let vol = available_volume(&env, &token, 20).await;

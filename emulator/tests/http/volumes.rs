@@ -375,7 +375,7 @@ async fn update_and_metadata() {
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_goes_through_deleting_then_404() {
     let mut config = Config::demo().with_transitions(Duration::ZERO);
-    config.transitions.volume_delete = Duration::from_millis(150);
+    config.transitions.volume_delete = Duration::from_secs(1);
     let env = start_with(config).await;
     let token = env.demo().await;
     let id = env.create_volume(&token, DEMO, json!({"size": 1})).await;
@@ -486,7 +486,7 @@ async fn delete_is_refused_while_attached_with_snapshots_or_busy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn extend_only_from_available_and_only_larger() {
     let mut config = Config::demo().with_transitions(Duration::ZERO);
-    config.transitions.volume_extend = Duration::from_millis(150);
+    config.transitions.volume_extend = Duration::from_secs(1);
     let env = start_with(config).await;
     let token = env.demo().await;
     let id = env.create_volume(&token, DEMO, json!({"size": 10})).await;
