@@ -155,14 +155,16 @@ make_pki() {
     # The API server's serving certificate.
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
       -keyout serving.key -out serving.csr 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:kubernetes.default.svc\n' >serving.ext
+    # x509 v3 extensions throughout: rustls refuses v1 certificates.
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n' >serving.ext
+    printf 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n' >client.ext
     openssl x509 -req -in serving.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile serving.ext -out serving.crt 2>/dev/null
     # The admin identity: a client certificate in system:masters.
     openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=cloudvol-admin" \
       -keyout admin.key -out admin.csr 2>/dev/null
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-      -out admin.crt 2>/dev/null
+      -extfile client.ext -out admin.crt 2>/dev/null
     # Service-account token signing keys.
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -197,6 +199,7 @@ EOF
 start() {
   need openssl; need curl; need python3; need flock
   mkdir -p "$STATE"
+  # Serialises concurrent starts; the servers must not inherit the lock (8>&- below).
   exec 8>"$STATE/.lock"
   flock 8
   if alive kube-apiserver && alive etcd && ready; then
@@ -217,7 +220,7 @@ start() {
     --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "cloudvol=http://127.0.0.1:$peer_port" \
     --unsafe-no-fsync \
-    >"$STATE/etcd.log" 2>&1 </dev/null &
+    >"$STATE/etcd.log" 2>&1 </dev/null 8>&- &
   echo $! >"$STATE/etcd.pid"
 
   "$bin/kube-apiserver" \
@@ -233,7 +236,7 @@ start() {
     --authorization-mode RBAC \
     --disable-admission-plugins ServiceAccount \
     --allow-privileged=true \
-    >"$STATE/kube-apiserver.log" 2>&1 </dev/null &
+    >"$STATE/kube-apiserver.log" 2>&1 </dev/null 8>&- &
   echo $! >"$STATE/kube-apiserver.pid"
   echo "$api_port" >"$STATE/port"
   write_kubeconfig "$api_port"

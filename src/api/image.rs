@@ -1,5 +1,8 @@
 //! `VolumeImage`: one image made from a volume (`os-volume_upload_image`), or an imported image.
 
+// kube's printcolumn(...) repeats keys such as `type_`, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::CustomResource;

@@ -1,5 +1,8 @@
 //! `ImageShare`: the sharing of one image with a set of tenants.
 
+// kube's printcolumn(...) repeats keys such as `type_`, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,8 @@
 //! `Volume`: one block-storage volume.
 
+// kube's printcolumn(...) repeats keys such as `type_`, which clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::CustomResource;
