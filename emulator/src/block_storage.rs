@@ -49,6 +49,8 @@ pub struct Microversion(pub u32);
 pub const MAX_MICROVERSION: u32 = 70;
 const MAX_LIMIT: usize = 1000;
 const GIB: u64 = 1 << 30;
+/// Cinder's largest volume size (its database's max int).
+const MAX_SIZE: i64 = 0x7FFF_FFFF;
 pub const DEFAULT_VOLUME_TYPE: &str = "General HDD";
 
 /// Statuses from which Cinder lets a volume be deleted.
@@ -770,6 +772,11 @@ fn parse_size(field: &str, v: &Value) -> ApiResult<u64> {
         _ => None,
     };
     match n {
+        Some(n) if n > MAX_SIZE => Err(invalid_field(
+            field,
+            v,
+            &format!("{n} is greater than the maximum of {MAX_SIZE}"),
+        )),
         Some(n) if n >= 1 => Ok(n as u64),
         Some(n) => Err(invalid_field(
             field,
@@ -1309,7 +1316,9 @@ fn upload_to_image(ctx: &Ctx, id: &str, params: &Value, nhn_params: bool) -> Api
             // deletes the queued image when the copy fails.
             s.schedule(image, done, Change::ImageGone);
         } else {
-            s.schedule(image, done, Change::ImageActivated { size: size * GIB });
+            s.schedule(image, done, Change::ImageActivated {
+                    size: size.saturating_mul(GIB),
+                });
         }
         s.schedule(Target::Volume(id.to_string()), done, Change::VolumeUploadDone);
         Ok(body)

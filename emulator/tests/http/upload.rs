@@ -135,7 +135,6 @@ async fn every_refusal_of_seed_003() {
     for body in cases {
         let a = env.action(&token, DEMO, &vol, body.clone()).await;
         assert_cinder_fault(&a, 400, "badRequest");
-        let _ = body;
     }
     // No body at all.
     let empty = env
