@@ -81,7 +81,7 @@ export OS_REGION_NAME=KR1
 export OS_INTERFACE=public
 
 run() {
-  echo "\$ openstack $*"
+  echo "\$ openstack $*" >&2
   "${OPENSTACK}" "$@"
 }
 
@@ -91,6 +91,12 @@ echo "==> password auth (user demo, project demo, domain Default)"
   export OS_PROJECT_NAME=demo OS_PROJECT_DOMAIN_NAME=Default
   run image list
   run volume list
+  # Beyond the two required commands: a create and an upload-to-image
+  # through the real client (transitions are 0, so no waiting).
+  run volume create --size 2 osc-created -f value -c id > "${WORK}/created"
+  run volume show "$(cat "${WORK}/created")" -f value -c status
+  run image create --volume "$(cat "${WORK}/created")" --disk-format qcow2 osc-created-image -f value -c image_id
+  run image list
 )
 
 echo "==> application credential auth"
