@@ -175,6 +175,21 @@ async fn keystone_v3_password_token_by_ids_and_validation() {
         )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let revoked = env
+        .call(
+            Method::DELETE,
+            "/identity/v3/auth/tokens",
+            Some(token),
+            None,
+            &[("X-Subject-Token", token)],
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let after = env
+        .get(token, &format!("/block-storage/v3/{PARTNER}/volumes"))
+        .await;
+    assert_cinder_fault(&after, 401, "unauthorized");
 }
 
 #[tokio::test(flavor = "multi_thread")]

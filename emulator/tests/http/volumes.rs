@@ -358,6 +358,27 @@ async fn update_and_metadata() {
     assert_eq!(replaced.body["metadata"], json!({"d": "4"}));
     let item = env.get(&token, &format!("{path}/metadata/d")).await;
     assert_eq!(item.body["meta"], json!({"d": "4"}));
+    let set = env
+        .put(
+            &token,
+            &format!("{path}/metadata/e"),
+            json!({"meta": {"e": "5"}}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let mismatch = env
+        .put(
+            &token,
+            &format!("{path}/metadata/e"),
+            json!({"meta": {"f": "6"}}),
+        )
+        .await;
+    assert_cinder_fault(&mismatch, 400, "badRequest");
+    let shown = env.volume(&token, DEMO, &id).await;
+    assert_eq!(
+        shown.body["volume"]["metadata"],
+        json!({"d": "4", "e": "5"})
+    );
     let gone = env.delete(&token, &format!("{path}/metadata/d")).await;
     assert_eq!(gone.status, StatusCode::OK);
     let missing = env.get(&token, &format!("{path}/metadata/d")).await;
