@@ -2,3 +2,5 @@
 //! image sharing on NHN Cloud, OpenStack and Samsung Cloud Platform.
 pub mod api;
 pub mod cloud;
+pub mod controller;
+pub mod operator;

@@ -24,6 +24,8 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Run the operator.
+    Run(cloudvol::operator::RunArgs),
     /// Tools for cloud credentials.
     Cloud {
         #[command(subcommand)]
@@ -41,11 +43,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crds { out_dir } => write_crds(out_dir),
+        Command::Run(args) => run_operator(args),
         Command::Cloud {
             command: CloudCommand::Check(args),
         } => {
             init_logging();
             cloudvol::cloud::check::run(&args)
+        }
+    }
+}
+
+fn run_operator(args: cloudvol::operator::RunArgs) -> ExitCode {
+    cloudvol::operator::init_logging(&args.log_level, args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cloudvol::operator::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "cloudvol stopped");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,253 @@
+//! The one condition builder: a reconcile's conclusion becomes the three kstatus conditions
+//! (DESIGN.md §2), written deterministically.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::condition_type::{READY, RECONCILING, STALLED};
+
+/// What a reconcile concluded about an object. Exactly one of the three kstatus conditions is
+/// `True`, and it carries the reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// The cloud resource exists, matches the spec and is usable.
+    Ready { reason: String, message: String },
+    /// Work is in flight and will finish without human help.
+    Reconciling { reason: String, message: String },
+    /// Progress needs a person.
+    Stalled { reason: String, message: String },
+}
+
+impl Health {
+    pub fn ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Health::Ready {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn reconciling(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Health::Reconciling {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn stalled(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Health::Stalled {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Health::Ready { reason, .. }
+            | Health::Reconciling { reason, .. }
+            | Health::Stalled { reason, .. } => reason,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Health::Ready { message, .. }
+            | Health::Reconciling { message, .. }
+            | Health::Stalled { message, .. } => message,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Health::Ready { .. })
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        matches!(self, Health::Stalled { .. })
+    }
+
+    pub fn is_reconciling(&self) -> bool {
+        matches!(self, Health::Reconciling { .. })
+    }
+
+    /// The three conditions as (type, status, reason, message), in a fixed order. The
+    /// `False` ones repeat the reason so that `kubectl get -o wide` tells the story from any
+    /// column; only the `True` one carries the message.
+    fn wanted(&self) -> [(&'static str, &'static str, &str, &str); 3] {
+        let (reason, message) = (self.reason(), self.message());
+        let status = |on: bool| if on { "True" } else { "False" };
+        [
+            (READY, status(self.is_ready()), reason, message),
+            (
+                RECONCILING,
+                status(self.is_reconciling()),
+                reason,
+                if self.is_reconciling() { message } else { "" },
+            ),
+            (
+                STALLED,
+                status(self.is_stalled()),
+                reason,
+                if self.is_stalled() { message } else { "" },
+            ),
+        ]
+    }
+}
+
+/// The conditions to write for `health` at `generation`. A condition whose status does not
+/// change keeps its `lastTransitionTime`; if nothing changes at all the result equals
+/// `existing`, so the status write can be skipped. Conditions of other types are kept.
+pub fn conditions_for(
+    existing: &[Condition],
+    health: &Health,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let mut out: Vec<Condition> = health
+        .wanted()
+        .iter()
+        .map(|(kind, status, reason, message)| {
+            let previous = existing.iter().find(|c| c.type_ == *kind);
+            let last_transition_time = match previous {
+                Some(c) if c.status == *status => c.last_transition_time.clone(),
+                _ => Time(now),
+            };
+            Condition {
+                type_: (*kind).to_string(),
+                status: (*status).to_string(),
+                reason: (*reason).to_string(),
+                message: truncate(message, 1024),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect();
+    out.extend(
+        existing
+            .iter()
+            .filter(|c| ![READY, RECONCILING, STALLED].contains(&c.type_.as_str()))
+            .cloned(),
+    );
+    out
+}
+
+/// Reads the health back from conditions that cloudvol wrote.
+pub fn health_of(conditions: &[Condition]) -> Option<Health> {
+    let find = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
+    let on = |kind: &str| find(kind).filter(|c| c.status == "True");
+    if let Some(c) = on(STALLED) {
+        let (reason, message) = reason_message(c);
+        return Some(Health::Stalled { reason, message });
+    }
+    if let Some(c) = on(RECONCILING) {
+        let (reason, message) = reason_message(c);
+        return Some(Health::Reconciling { reason, message });
+    }
+    let c = find(READY)?;
+    let (reason, message) = reason_message(c);
+    (c.status == "True").then_some(Health::Ready { reason, message })
+}
+
+fn reason_message(c: &Condition) -> (String, String) {
+    (c.reason.clone(), c.message.clone())
+}
+
+/// Kubernetes caps condition messages at 32 KiB; ours stay short so `kubectl` output stays
+/// readable, cutting on a character boundary.
+fn truncate(message: &str, max: usize) -> String {
+    if message.len() <= max {
+        return message.to_string();
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).unwrap()
+    }
+
+    fn get<'a>(conditions: &'a [Condition], kind: &str) -> &'a Condition {
+        conditions.iter().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn exactly_one_condition_is_true_and_it_carries_the_message() {
+        let cases = [
+            (Health::ready("Available", "ok"), READY),
+            (Health::reconciling("Creating", "wait"), RECONCILING),
+            (Health::stalled("VolumeInUse", "detach it"), STALLED),
+        ];
+        for (health, true_type) in cases {
+            let conditions = conditions_for(&[], &health, Some(3), at(100));
+            assert_eq!(conditions.len(), 3);
+            for c in &conditions {
+                assert_eq!(c.status == "True", c.type_ == true_type, "{health:?} {c:?}");
+                assert_eq!(c.reason, health.reason());
+                assert_eq!(c.observed_generation, Some(3));
+            }
+            assert_eq!(get(&conditions, true_type).message, health.message());
+            assert_eq!(health_of(&conditions), Some(health.clone()));
+        }
+    }
+
+    #[test]
+    fn an_unchanged_observation_changes_nothing() {
+        let health = Health::reconciling("Creating", "the cloud is creating the volume");
+        let first = conditions_for(&[], &health, Some(1), at(100));
+        let second = conditions_for(&first, &health, Some(1), at(200));
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let first = conditions_for(&[], &Health::reconciling("Creating", "a"), Some(1), at(100));
+        // Same statuses, new reason: times stay.
+        let second = conditions_for(
+            &first,
+            &Health::reconciling("Extending", "b"),
+            Some(2),
+            at(200),
+        );
+        assert_eq!(get(&second, READY).last_transition_time, Time(at(100)));
+        assert_eq!(get(&second, RECONCILING).reason, "Extending");
+        assert_eq!(get(&second, READY).observed_generation, Some(2));
+        // Ready flips: Ready and Reconciling move, Stalled (still False) stays.
+        let third = conditions_for(&second, &Health::ready("Available", ""), Some(2), at(300));
+        assert_eq!(get(&third, READY).last_transition_time, Time(at(300)));
+        assert_eq!(get(&third, RECONCILING).last_transition_time, Time(at(300)));
+        assert_eq!(get(&third, STALLED).last_transition_time, Time(at(100)));
+    }
+
+    #[test]
+    fn foreign_conditions_are_kept() {
+        let foreign = Condition {
+            type_: "example.com/Audited".into(),
+            status: "True".into(),
+            reason: "Done".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(at(5)),
+        };
+        let out = conditions_for(
+            std::slice::from_ref(&foreign),
+            &Health::ready("Available", ""),
+            None,
+            at(9),
+        );
+        assert!(out.contains(&foreign));
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let message = "가".repeat(600);
+        let out = conditions_for(&[], &Health::stalled("X", message), None, at(1));
+        let ready = get(&out, READY);
+        assert!(ready.message.len() <= 1024 + "…".len());
+        assert!(ready.message.ends_with('…'));
+    }
+}

@@ -1,0 +1,182 @@
+//! Cloud credentials from a Secret in the object's own namespace, and the Secret's finalizer
+//! that keeps it while any object still needs it to delete its cloud resource.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::api::{CloudCredentialsRef, ImageShare, Volume, VolumeImage};
+use crate::cloud::CloudCredentials;
+use crate::controller::conditions::Health;
+use crate::controller::{CloudKind, Error};
+
+/// The key holding the OpenStack-style `clouds.yaml`.
+pub const CLOUDS_YAML_KEY: &str = "clouds.yaml";
+/// The optional key holding a PEM CA bundle for the cloud's endpoints.
+pub const CACERT_KEY: &str = "cacert";
+/// Set on a credentials Secret while objects that use it may still need to delete their cloud
+/// resources, so that `kubectl delete -f dir/` cannot strand them.
+pub const SECRET_FINALIZER: &str = "cloudvol.dev/credentials-in-use";
+
+/// Why credentials could not be loaded: a Stalled health naming the Secret and the key, or an
+/// API error to retry.
+pub enum LoadError {
+    Stalled(Health),
+    Api(Error),
+}
+
+/// Reads the Secret `reference` names in `namespace` and parses its clouds.yaml.
+pub async fn load(
+    client: &Client,
+    namespace: &str,
+    reference: &CloudCredentialsRef,
+) -> Result<CloudCredentials, LoadError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let name = &reference.secret_name;
+    let secret = match secrets.get_opt(name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Err(LoadError::Stalled(Health::stalled(
+                "SecretNotFound",
+                format!(
+                    "the credentials Secret {namespace}/{name} does not exist; create it with a \
+                     {CLOUDS_YAML_KEY} key"
+                ),
+            )));
+        }
+        Err(err) => return Err(LoadError::Api(err.into())),
+    };
+    let data = secret.data.unwrap_or_default();
+    let Some(yaml) = data.get(CLOUDS_YAML_KEY) else {
+        let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        return Err(LoadError::Stalled(Health::stalled(
+            "InvalidCredentials",
+            format!(
+                "the Secret {namespace}/{name} has no key {CLOUDS_YAML_KEY} (it has: {}); put the \
+                 clouds.yaml under that key",
+                if keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    keys.join(", ")
+                }
+            ),
+        )));
+    };
+    let cacert = data.get(CACERT_KEY).map(|b| b.0.as_slice());
+    CloudCredentials::from_clouds_yaml(&yaml.0, &reference.cloud_name, cacert).map_err(|err| {
+        LoadError::Stalled(Health::stalled(
+            err.reason(),
+            format!(
+                "the Secret {namespace}/{name}, key {CLOUDS_YAML_KEY}, cloud {:?}: {}",
+                reference.cloud_name,
+                err.message()
+            ),
+        ))
+    })
+}
+
+/// Puts the credentials finalizer on the Secret, if it is not there yet.
+pub async fn hold(client: &Client, namespace: &str, secret_name: &str) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let Some(secret) = secrets.get_opt(secret_name).await? else {
+        return Ok(());
+    };
+    if secret.finalizers().iter().any(|f| f == SECRET_FINALIZER)
+        || secret.metadata.deletion_timestamp.is_some()
+    {
+        return Ok(());
+    }
+    let mut finalizers = secret.finalizers().to_vec();
+    finalizers.push(SECRET_FINALIZER.to_string());
+    set_finalizers(&secrets, &secret, finalizers).await
+}
+
+/// Takes the credentials finalizer off the Secret when no object other than `done_uid` still
+/// needs it. Objects mark themselves done (see [`CloudKind::done_with_cloud`]) before calling
+/// this, so of two objects finishing together at least one sees the other done.
+pub async fn release_if_unused(
+    client: &Client,
+    namespace: &str,
+    secret_name: &str,
+    done_uid: &str,
+) -> Result<(), Error> {
+    let needed = users_needing(client, namespace, secret_name, done_uid).await?;
+    if needed > 0 {
+        return Ok(());
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let Some(secret) = secrets.get_opt(secret_name).await? else {
+        return Ok(());
+    };
+    if !secret.finalizers().iter().any(|f| f == SECRET_FINALIZER) {
+        return Ok(());
+    }
+    let finalizers = secret
+        .finalizers()
+        .iter()
+        .filter(|f| *f != SECRET_FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(&secrets, &secret, finalizers).await
+}
+
+/// Objects in `namespace`, other than `done_uid`, that reference `secret_name` and may still
+/// need it to delete something.
+async fn users_needing(
+    client: &Client,
+    namespace: &str,
+    secret_name: &str,
+    done_uid: &str,
+) -> Result<usize, Error> {
+    Ok(
+        needing::<Volume>(client, namespace, secret_name, done_uid).await?
+            + needing::<VolumeImage>(client, namespace, secret_name, done_uid).await?
+            + needing::<ImageShare>(client, namespace, secret_name, done_uid).await?,
+    )
+}
+
+async fn needing<K: CloudKind>(
+    client: &Client,
+    namespace: &str,
+    secret_name: &str,
+    done_uid: &str,
+) -> Result<usize, Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let objects = api.list(&ListParams::default()).await?;
+    Ok(objects
+        .items
+        .iter()
+        .filter(|o| o.uid().as_deref() != Some(done_uid))
+        .filter(|o| {
+            o.credentials_refs()
+                .iter()
+                .any(|r| r.secret_name == secret_name)
+        })
+        .filter(|o| o.needs_cloud_to_delete() && !o.done_with_cloud())
+        .count())
+}
+
+async fn set_finalizers(
+    secrets: &Api<Secret>,
+    secret: &Secret,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    // The resourceVersion makes this a compare-and-swap: a concurrent change gets 409 and
+    // the reconcile retries with fresh data.
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": secret.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    secrets
+        .patch(
+            &secret.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The operator process: `cloudvol run`, its metrics and health endpoints, leader election and
+//! graceful shutdown.
+
+pub mod leader;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use clap::Args;
+use futures::FutureExt;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use tracing::{error, info, warn};
+
+use crate::api::Volume;
+use crate::cloud::{CloudHttp, Connector, TransportConfig};
+use crate::controller::{self, Context, Settings};
+use leader::LeaderElection;
+use metrics::Metrics;
+
+/// Flags of `cloudvol run`; each has an environment variable for Deployments and Helm values.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated; empty watches every namespace.
+    #[arg(
+        long,
+        env = "CLOUDVOL_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub namespaces: Vec<String>,
+    /// Reconciles in flight at once, per kind.
+    #[arg(long, env = "CLOUDVOL_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// How often to re-read a steady resource from the cloud, e.g. `10m`; objects may set
+    /// `spec.resyncPeriod`.
+    #[arg(long, env = "CLOUDVOL_RESYNC_PERIOD", default_value = "10m", value_parser = parse_period)]
+    pub resync_period: Duration,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "CLOUDVOL_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Log filter: a level (`info`, `debug`) or a tracing filter (`cloudvol=debug,kube=info`).
+    #[arg(long, env = "CLOUDVOL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// `json` (default) or `text`.
+    #[arg(long, env = "CLOUDVOL_LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+    /// Hold a Lease so that only one replica writes; on by default.
+    #[arg(long, env = "CLOUDVOL_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the Lease; defaults to the pod's own (`POD_NAMESPACE`).
+    #[arg(long, env = "CLOUDVOL_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "CLOUDVOL_LEADER_ELECTION_ID",
+        default_value = "cloudvol-leader"
+    )]
+    pub leader_election_id: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+fn parse_period(text: &str) -> Result<Duration, String> {
+    crate::api::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 10m or 1h"))
+}
+
+impl RunArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            namespaces: self
+                .namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
+            concurrency: self.concurrency.max(1),
+            resync_period: self.resync_period,
+            ..Settings::default()
+        }
+    }
+}
+
+/// Sets up logging for the operator.
+pub fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// `cloudvol run`: serves the endpoints, waits for leadership, and runs the controllers until
+/// SIGTERM (or until leadership is lost, which ends the process so it restarts as a follower).
+pub async fn run(args: RunArgs) -> Result<(), Error> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+    let connector = Connector::new(CloudHttp::new(TransportConfig::default())?);
+    connector.http().set_request_observer(metrics.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(serve_endpoints(listener, metrics.clone(), ready.clone()));
+
+    // The API must answer and the CRDs must be installed before this replica is ready.
+    Api::<Volume>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|err| format!("cannot list Volumes: is the cloudvol CRD installed? {err}"))?;
+    ready.store(true, Ordering::SeqCst);
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    }
+    .boxed()
+    .shared();
+    let mut stop = Some(stop);
+
+    let election = if args.leader_election {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".into());
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("cloudvol-{}", uuid::Uuid::new_v4()));
+        Some(LeaderElection::new(
+            client.clone(),
+            &namespace,
+            &args.leader_election_id,
+            &identity,
+        ))
+    } else {
+        None
+    };
+    if let Some(election) = &election {
+        tokio::select! {
+            _ = election.acquire() => {}
+            _ = terminate() => return Ok(()),
+        }
+    }
+
+    let ctx = Arc::new(Context::new(client, connector, metrics, args.settings()));
+    let controllers = tokio::spawn(controller::run(ctx, shutdown.clone()));
+    let lost = async {
+        match &election {
+            Some(election) => election.keep().await,
+            None => futures::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = terminate() => {
+            info!("terminating: finishing reconciles in flight");
+            Ok(())
+        }
+        _ = lost => {
+            error!("lost leadership; stopping so that only one replica writes");
+            Err("lost leadership".into())
+        }
+    };
+    if let Some(stop) = stop.take() {
+        let _ = stop.send(());
+    }
+    if tokio::time::timeout(Duration::from_secs(25), controllers)
+        .await
+        .is_err()
+    {
+        warn!("reconciles did not finish within 25s");
+    }
+    if let Some(election) = &election {
+        election.release().await;
+    }
+    outcome
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn terminate() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return futures::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[derive(Clone)]
+struct Endpoints {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener`.
+pub async fn serve_endpoints(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(e): State<Endpoints>| async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    e.metrics.encode(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(e): State<Endpoints>| async move {
+                if e.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
+        .with_state(Endpoints { metrics, ready });
+    if let Err(err) = axum::serve(listener, app).await {
+        error!(error = %err, "the metrics and health server stopped");
+    }
+}
