@@ -1,0 +1,11 @@
+"""gunicorn entry point for Keystone: `wsgi_keystone:application`.
+
+keystone.wsgi.api reads its config files from OS_KEYSTONE_CONFIG_DIR, but
+oslo.config also parses sys.argv, which under gunicorn holds gunicorn's own
+flags; reset it before the import.
+"""
+import sys
+
+sys.argv = [sys.argv[0]]
+
+from keystone.wsgi.api import application  # noqa: E402,F401
