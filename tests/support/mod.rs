@@ -2,6 +2,8 @@
 //! namespace per test so that tests run in parallel without seeing each other.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod harness;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
