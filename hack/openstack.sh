@@ -318,6 +318,10 @@ write_env() {
     echo "export CLOUDVOL_OS_ADMIN_PROJECT_ID=$(jq_out admin_project_id)"
     echo "export CLOUDVOL_OS_ADMIN_USER=admin"
     echo "export CLOUDVOL_OS_ADMIN_PASSWORD=$ADMIN_PASSWORD"
+    # A service user standing in for Nova (its token detaches in-use volumes).
+    echo "export CLOUDVOL_OS_SERVICE_PROJECT=service"
+    echo "export CLOUDVOL_OS_SERVICE_USER=compute"
+    echo "export CLOUDVOL_OS_SERVICE_PASSWORD=$COMPUTE_PASSWORD"
     echo "export CLOUDVOL_OS_VERSIONS='keystone $(pkg_version keystone), glance $(pkg_version glance), cinder $(pkg_version cinder)'"
   } >"$STATE/env"
 }
@@ -352,7 +356,7 @@ start() {
   secret() { python3 -c 'import secrets; print(secrets.token_hex(12))'; }
   ADMIN_PASSWORD=$(secret); GLANCE_PASSWORD=$(secret); CINDER_PASSWORD=$(secret)
   export ADMIN_PASSWORD GLANCE_PASSWORD CINDER_PASSWORD
-  export PROJECT_A_PASSWORD=$(secret) PROJECT_B_PASSWORD=$(secret)
+  export PROJECT_A_PASSWORD=$(secret) PROJECT_B_PASSWORD=$(secret) COMPUTE_PASSWORD=$(secret)
   export KEYSTONE_URL=http://127.0.0.1:$KEYSTONE_PORT GLANCE_URL=http://127.0.0.1:$GLANCE_PORT
   export CINDER_URL=http://127.0.0.1:$CINDER_PORT REGION
 
