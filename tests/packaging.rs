@@ -234,6 +234,7 @@ fn values_schema_and_checks_refuse_what_cannot_work() {
             "additional properties 'unknownKey' not allowed",
         ),
         (vec!["logFormat=xml"], "logFormat"),
+        (vec!["logLevel=debug level"], "logLevel"),
         (vec!["resyncPeriod=ten minutes"], "resyncPeriod"),
         (vec!["image.pullPolicy=Sometimes"], "pullPolicy"),
         (
@@ -273,10 +274,7 @@ fn deployment_runs_the_operator_contract() {
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(container["image"], "cloudvol/cloudvol:0.1.0");
-    assert_eq!(
-        container["args"],
-        json!(["run", "--leader-election-id=cloudvol-leader"])
-    );
+    assert_eq!(container["args"], json!(["run"]));
     let env: BTreeMap<&str, &Value> = container["env"]
         .as_array()
         .expect("env")
@@ -292,6 +290,7 @@ fn deployment_runs_the_operator_contract() {
     assert_eq!(value("CLOUDVOL_LOG_LEVEL"), "info");
     assert_eq!(value("CLOUDVOL_LOG_FORMAT"), "json");
     assert_eq!(value("CLOUDVOL_LEADER_ELECTION"), "true");
+    assert_eq!(value("CLOUDVOL_LEADER_ELECTION_ID"), "cloudvol-leader");
     assert_eq!(field("POD_NAME"), "metadata.name");
     assert_eq!(field("POD_NAMESPACE"), "metadata.namespace");
     assert_eq!(
@@ -1246,4 +1245,237 @@ fn included_paths(text: &str) -> Vec<String> {
         }
     }
     paths
+}
+
+// --- the operator under the chart's ServiceAccount -----------------------------------------------
+
+/// Kills the operator process if a test ends without stopping it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The HTTP status of `GET path` on 127.0.0.1:`port`, if anything answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A kubeconfig for the test API server that authenticates with `token`.
+fn token_kubeconfig(dir: &Path, token: &str) -> PathBuf {
+    let admin = std::fs::read_to_string(support::kubeconfig()).expect("the kubeconfig");
+    let admin: Value = serde_saphyr::from_str(&admin).expect("a kubeconfig");
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "operator"}}],
+        "current-context": "test",
+    });
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, config.to_string()).expect("a kubeconfig");
+    path
+}
+
+/// Installs the chart with `set`, then runs the real `cloudvol run` as the chart's container
+/// would (its args and env, the downward API filled in) with the ServiceAccount's token, and
+/// drives one Volume through creation and deletion against the emulator: every call the
+/// operator makes goes through the chart's RBAC.
+async fn operator_works_under_the_charts_rbac(prefix: &str, set: &[&str]) {
+    use cloudvol::api::Volume;
+    use support::harness::{DEADLINE, Harness, condition_matches, fast_config, volume_manifest};
+
+    let h = Harness::with_emulator(prefix, fast_config()).await;
+    let ns = h.namespace.clone();
+    let release = format!("cv-{}", &ns[ns.len() - 8..]);
+    let watch = format!("watchNamespaces={{{ns}}}");
+    let mut args = vec![
+        "install",
+        &release,
+        CHART,
+        "--namespace",
+        &ns,
+        "--set",
+        &watch,
+    ];
+    for value in set {
+        args.extend(["--set", value]);
+    }
+    run_ok(&mut helm_on_cluster(&args), None);
+    let manifest = run_ok(
+        &mut helm_on_cluster(&["get", "manifest", &release, "--namespace", &ns]),
+        None,
+    );
+    let objects = documents(&manifest);
+    let pod = &find(&objects, "Deployment")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let account = pod["serviceAccountName"]
+        .as_str()
+        .expect("a ServiceAccount");
+    let token = run_ok(
+        &mut kubectl(&["create", "token", account, "-n", &ns, "--duration=1h"]),
+        None,
+    );
+
+    let dir = temp_dir("operator");
+    let pod_name = format!("{release}-0");
+    let port = free_port();
+    let log = dir.join("operator.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudvol"));
+    command
+        .args(
+            container["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("an arg")),
+        )
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", token_kubeconfig(&dir, token.trim()));
+    for var in container["env"].as_array().expect("env") {
+        let name = var["name"].as_str().expect("a name");
+        let value = match (&var["value"], &var["valueFrom"]["fieldRef"]["fieldPath"]) {
+            (Value::String(value), _) => value.clone(),
+            (_, Value::String(field)) if field == "metadata.name" => pod_name.clone(),
+            (_, Value::String(field)) if field == "metadata.namespace" => ns.clone(),
+            _ => panic!("no stand-in for env {var}"),
+        };
+        command.env(name, value);
+    }
+    command
+        .env("CLOUDVOL_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"));
+    let mut operator = Running(command.spawn().expect("cloudvol run starts"));
+    let operator_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    support::wait_for(DEADLINE, "the operator's /readyz", || {
+        let ready = http_status(port, "/readyz") == Some(200);
+        let exited = matches!(operator.0.try_wait(), Ok(Some(_)));
+        async move {
+            assert!(!exited, "cloudvol run exited:\n{}", operator_log());
+            ready.then_some(())
+        }
+    })
+    .await;
+    assert_eq!(http_status(port, "/healthz"), Some(200));
+    assert_eq!(http_status(port, "/metrics"), Some(200));
+    support::wait_for(DEADLINE, "the operator to hold the Lease", || {
+        let holder = run(
+            &mut kubectl(&[
+                "get",
+                "lease",
+                "cloudvol-leader",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]),
+            None,
+        );
+        let held = String::from_utf8_lossy(&holder.stdout) == pod_name;
+        async move { held.then_some(()) }
+    })
+    .await;
+
+    // A Volume, created in the cloud and Ready: status, finalizers, the Secret's finalizer and
+    // Events all went through the chart's RBAC.
+    h.create::<Volume>(volume_manifest(
+        "data",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    let api = h.api::<Volume>();
+    let live = support::wait_for(DEADLINE, "Volume data Ready", || {
+        let api = api.clone();
+        async move {
+            let volume = serde_json::to_value(api.get("data").await.ok()?).ok()?;
+            condition_matches(&volume, "Ready", "True", None).then_some(volume)
+        }
+    })
+    .await;
+    assert_eq!(gitops::kstatus(&live).0, "Current", "{live}");
+    assert_eq!(gitops::argocd_health(&live).0, "Healthy", "{live}");
+    let finalizers = run_ok(
+        &mut kubectl(&[
+            "get",
+            "secret",
+            support::harness::SECRET,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ]),
+        None,
+    );
+    assert!(
+        finalizers.contains("cloudvol.dev/credentials-in-use"),
+        "{finalizers}"
+    );
+    let events = run_ok(
+        &mut kubectl(&["get", "events.events.k8s.io", "-n", &ns, "-o", "name"]),
+        None,
+    );
+    assert!(!events.trim().is_empty(), "the operator records Events");
+
+    h.delete::<Volume>("data").await;
+    h.wait_gone::<Volume>("data").await;
+
+    // SIGTERM, as the kubelet stops a pod: the operator finishes and gives the Lease up.
+    let pid = operator.0.id().to_string();
+    run_ok(Command::new("kill").args(["-TERM", &pid]), None);
+    let status = support::wait_for(DEADLINE, "the operator to stop", || {
+        let status = operator.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    let log_text = operator_log();
+    assert!(
+        status.success(),
+        "cloudvol run failed ({status}):\n{log_text}"
+    );
+    assert!(
+        !log_text.to_lowercase().contains("forbidden"),
+        "the chart's RBAC refused the operator something:\n{log_text}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    run_ok(
+        &mut helm_on_cluster(&["uninstall", &release, "--namespace", &ns]),
+        None,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_works_under_the_charts_cluster_rbac() {
+    operator_works_under_the_charts_rbac("packaging-operator", &[]).await;
+}
+
+// `cloudvol run` checks at startup that it can list Volumes, cluster-wide, which namespaced RBAC
+// refuses (src/operator/mod.rs). Remove this once that check lists in a watched namespace.
+#[ignore = "cloudvol run lists Volumes cluster-wide at startup, which namespaced RBAC refuses"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_works_under_the_charts_namespaced_rbac() {
+    operator_works_under_the_charts_rbac("packaging-operator-ns", &["rbac.scope=namespaced"]).await;
 }
