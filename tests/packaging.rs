@@ -1011,6 +1011,39 @@ fn deploy_folder_applies_with_kubectl_kustomize() {
     );
 }
 
+#[test]
+fn documented_overlay_sets_the_image() {
+    // docs/install.md's overlay: deploy/ as a base, with the image of your registry.
+    // kustomize takes a base by relative path only: put the overlay two levels below the
+    // repository, in target/ (ignored by git).
+    let suffix: u32 = rand::random();
+    let dir = repo()
+        .join("target")
+        .join(format!("packaging-overlay-{suffix:08x}"));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let base = repo().join("deploy");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - \
+         ../../deploy\nimages:\n  - name: cloudvol/cloudvol\n    newName: \
+         registry.example.com/cloudvol\n    newTag: 0.1.0\n",
+    )
+    .expect("an overlay");
+    let out = run_ok(Command::new("kubectl").arg("kustomize").arg(&dir), None);
+    std::fs::remove_dir_all(&dir).ok();
+    let objects = documents(&out);
+    let deployment = find(&objects, "Deployment");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/cloudvol:0.1.0"
+    );
+    assert_eq!(
+        objects.len(),
+        yaml_files(&base).len() - 1,
+        "every object of deploy/"
+    );
+}
+
 // --- the Argo CD documentation --------------------------------------------------------------------
 
 #[test]
