@@ -803,7 +803,8 @@ fn release_objects(release: &str, namespaces: &[&str]) -> BTreeSet<String> {
     found
 }
 
-fn crd_versions() -> String {
+/// The cloudvol CRDs' UIDs and field managers: helm must neither recreate nor write them.
+fn crd_identities() -> String {
     run_ok(
         &mut kubectl(&[
             "get",
@@ -812,7 +813,8 @@ fn crd_versions() -> String {
             "volumeimages.cloudvol.dev",
             "imageshares.cloudvol.dev",
             "-o",
-            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.uid} \
+             managers:{.metadata.managedFields[*].manager}\n{end}",
         ]),
         None,
     )
@@ -822,7 +824,7 @@ fn crd_versions() -> String {
 fn helm_installs_and_uninstalls_with_cluster_rbac() {
     let ns = namespace("packaging-install", &[]);
     let release = format!("cv-{}", &ns[ns.len() - 8..]);
-    let crds_before = crd_versions();
+    let crds_before = crd_identities();
     let out = run_ok(
         &mut helm_on_cluster(&[
             "install",
@@ -862,7 +864,7 @@ fn helm_installs_and_uninstalls_with_cluster_rbac() {
     );
     assert_eq!(release_objects(&release, &[&ns]), BTreeSet::new());
     assert_eq!(
-        crd_versions(),
+        crd_identities(),
         crds_before,
         "installing and uninstalling the chart must leave the CRDs as they were"
     );
