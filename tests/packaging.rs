@@ -227,6 +227,17 @@ fn chart_crds_are_the_crds_folder() {
 }
 
 #[test]
+fn chart_app_version_is_the_operators() {
+    let chart = std::fs::read_to_string(repo().join(CHART).join("Chart.yaml")).expect("Chart.yaml");
+    let chart: Value = serde_saphyr::from_str(&chart).expect("Chart.yaml");
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "Chart.yaml's appVersion (the default image tag) is the version in Cargo.toml"
+    );
+}
+
+#[test]
 fn values_schema_and_checks_refuse_what_cannot_work() {
     let cases = [
         (
@@ -961,12 +972,14 @@ fn deploy_folder_is_the_chart_rendered() {
     assert_eq!(
         committed.keys().collect::<Vec<_>>(),
         fresh.keys().collect::<Vec<_>>(),
-        "deploy/ holds other files than a fresh render: run `hack/helm.sh render-deploy`"
+        "deploy/ holds other files than a fresh render: run `hack/helm.sh render-deploy` (or \
+         `make crds`)"
     );
     for (name, text) in &fresh {
         assert!(
             committed[name] == *text,
-            "deploy/{name} is out of date with charts/cloudvol: run `hack/helm.sh render-deploy`"
+            "deploy/{name} is out of date with charts/cloudvol: run `hack/helm.sh render-deploy` \
+             (or `make crds`)"
         );
     }
 }
