@@ -1,34 +1,139 @@
 #!/usr/bin/env bash
-# `make demo`: a real control plane with cloudvol's CRDs and the examples applied.
+# `make demo`: cloudvol end to end on this machine, with no cloud account.
+#
+#   hack/demo.sh          run the demo (idempotent; leaves everything running to play with)
+#   hack/demo.sh stop     stop the operator, the emulator and the control plane
+#
+# It starts a real control plane (etcd + kube-apiserver), the cloudvol-emulator on
+# 127.0.0.1:18776 (what examples/00-credentials.yaml points at), installs the CRDs, runs the
+# operator, applies examples/ into the namespace cloudvol-demo, and walks through what cloudvol
+# does: a volume made Ready, and the deletion guard of an attached volume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+STATE=${CLOUDVOL_DEMO_DIR:-${TMPDIR:-/tmp}/cloudvol-demo-$(id -u)}
+EMULATOR_ADDR=127.0.0.1:18776
+OPERATOR_ADDR=127.0.0.1:18080
+NS=cloudvol-demo
+mkdir -p "$STATE"
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+# The emulator's volumes, one per line: id, status, attached server.
+cloud_volumes() {
+  curl -s "$EMU/_admin/volumes" | python3 -c 'import json, sys
+volumes = json.load(sys.stdin)["volumes"]
+for v in volumes:
+    servers = ",".join(a["server_id"] for a in v["attachments"])
+    print("  ", v["id"], v["name"], v["status"], servers)
+if not volumes:
+    print("   (none)")'
+}
+
+stop_pid() {
+  local file=$STATE/$1.pid
+  if [ -f "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null; then
+    kill "$(cat "$file")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$file")" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$file"
+}
+
+if [ "${1:-}" = stop ]; then
+  stop_pid operator
+  stop_pid emulator
+  hack/control-plane.sh stop
+  rm -rf "$STATE"
+  exit 0
+fi
 
 step "Starting the control plane (the first run builds kube-apiserver and etcd; later runs reuse them)"
 eval "$(hack/control-plane.sh start)"
 
-step "Building cloudvol"
-cargo build -q --bin cloudvol
+step "Building cloudvol and cloudvol-emulator"
+cargo build -q --bin cloudvol && cargo build -q -p cloudvol-emulator --bin cloudvol-emulator
+BIN=target/debug
+
+step "Starting the emulator on $EMULATOR_ADDR (two tenants: demo and partner)"
+stop_pid emulator
+"$BIN/cloudvol-emulator" --listen "$EMULATOR_ADDR" >"$STATE/emulator.log" 2>&1 &
+echo $! >"$STATE/emulator.pid"
+for _ in $(seq 1 100); do grep -q '^listening on' "$STATE/emulator.log" && break; sleep 0.1; done
+head -n 1 "$STATE/emulator.log"
+EMU=http://$EMULATOR_ADDR
 
 step "Installing the CRDs"
-target/debug/cloudvol crds | kubectl apply --server-side -f -
-kubectl wait --for=condition=Established crd/volumes.cloudvol.dev crd/volumeimages.cloudvol.dev crd/imageshares.cloudvol.dev --timeout=60s
+"$BIN/cloudvol" crds | kubectl apply --server-side -f -
+kubectl wait --for=condition=Established --timeout=60s \
+  crd/volumes.cloudvol.dev crd/volumeimages.cloudvol.dev crd/imageshares.cloudvol.dev
 
-step "Applying examples/ into namespace cloudvol-demo"
-kubectl create namespace cloudvol-demo --dry-run=client -o yaml | kubectl apply -f -
-kubectl apply -n cloudvol-demo -f examples/
+# A short resync so that changes made behind cloudvol's back (the attach below) show within
+# seconds; the default is 10m.
+step "Starting the operator (logs: $STATE/operator.log)"
+stop_pid operator
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+"$BIN/cloudvol" run --namespaces "$NS" --listen "$OPERATOR_ADDR" --log-format text --resync-period 5s \
+  --leader-election-namespace "$NS" >"$STATE/operator.log" 2>&1 &
+echo $! >"$STATE/operator.pid"
+for _ in $(seq 1 100); do curl -sf "http://$OPERATOR_ADDR/readyz" >/dev/null && break; sleep 0.1; done
+run curl -s "http://$OPERATOR_ADDR/readyz"; echo
 
-step "kubectl get cloudvol -n cloudvol-demo"
-kubectl get cloudvol -n cloudvol-demo
+if [ -n "$(kubectl get cloudvol -n "$NS" -o name 2>/dev/null)" ]; then
+  step "Clearing the previous run's objects (the emulator starts empty)"
+  run kubectl delete cloudvol --all -n "$NS" --timeout=60s
+fi
 
-step "kubectl explain volume.spec.resource.size"
-kubectl explain volume.spec.resource.size
+step "Applying the credentials and a Volume"
+start=$(date +%s%N)
+run kubectl apply -n "$NS" -f examples/00-credentials.yaml -f examples/10-volume.yaml
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s cvol/demo-volume
+echo "apply -> Ready took $(( ($(date +%s%N) - start) / 1000000 )) ms"
+run kubectl get cloudvol -n "$NS"
+ID=$(kubectl get cvol -n "$NS" demo-volume -o jsonpath='{.status.id}')
+
+step "Growing the volume to 2 GiB"
+run kubectl patch cvol -n "$NS" demo-volume --type merge -p '{"spec":{"resource":{"size":2}}}'
+run kubectl wait -n "$NS" --for=jsonpath='{.status.resource.size}'=2 --timeout=60s cvol/demo-volume
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=60s cvol/demo-volume
+
+step "The deletion guard: attach the volume to a server (as an instance would), then delete it"
+run curl -s -X POST "$EMU/_admin/volumes/$ID/attach" -H 'Content-Type: application/json' \
+  -d '{"server_id":"3f2a0000-0000-4000-8000-000000000001"}'; echo
+run kubectl wait -n "$NS" --for=jsonpath='{.status.resource.status}'=in-use --timeout=60s cvol/demo-volume
+run kubectl delete -n "$NS" cvol/demo-volume --wait=false
+run kubectl wait -n "$NS" --for=condition=Stalled --timeout=60s cvol/demo-volume
+run kubectl get -n "$NS" cvol demo-volume \
+  -o jsonpath='{range .status.conditions[?(@.type=="Stalled")]}{.reason}: {.message}{"\n"}{end}'
+OBJ_UID=$(kubectl get cvol -n "$NS" demo-volume -o jsonpath='{.metadata.uid}')
+run kubectl get events -n "$NS" --field-selector "involvedObject.uid=$OBJ_UID,reason=VolumeInUse" \
+  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message
+echo "The volume is still in the cloud:"
+cloud_volumes
+
+step "Detaching: the deletion proceeds by itself"
+run curl -s -X POST "$EMU/_admin/volumes/$ID/detach" -H 'Content-Type: application/json' -d '{}'; echo
+run kubectl wait -n "$NS" --for=delete --timeout=60s cvol/demo-volume
+echo "Gone from the cloud too; what is left there:"
+cloud_volumes
+
+step "Re-creating the demo volume, and observing it read-only through an unmanaged import"
+run kubectl apply -n "$NS" -f examples/10-volume.yaml -f examples/40-volume-import-unmanaged.yaml
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s cvol/demo-volume cvol/observed-volume
+run kubectl get cloudvol -n "$NS"
+
+step "The operator"
+printf 'operator RSS: %s KiB\n' "$(ps -o rss= -p "$(cat "$STATE/operator.pid")" | tr -d ' ')"
+run curl -s "http://$OPERATOR_ADDR/metrics" | grep -E '^cloudvol_(objects|reconciles_total)' || true
 
 cat <<MSG
 
-The control plane keeps running. Use it with:
+Everything keeps running. Try it:
   export KUBECONFIG=$KUBECONFIG
-Stop it with:
-  make control-plane-stop
+  kubectl get cloudvol -n $NS
+  kubectl describe cvol -n $NS demo-volume
+  curl -s $EMU/_admin/volumes
+Logs: $STATE/operator.log, $STATE/emulator.log
+Stop everything with:
+  hack/demo.sh stop
 MSG

@@ -47,6 +47,7 @@ pub struct RunArgs {
     #[arg(long, env = "CLOUDVOL_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
     /// Log filter: a level (`info`, `debug`) or a tracing filter (`cloudvol=debug,kube=info`).
+    /// A bare level keeps the Kubernetes client libraries at `warn`.
     #[arg(long, env = "CLOUDVOL_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// `json` (default) or `text`.
@@ -96,6 +97,12 @@ impl RunArgs {
 
 /// Sets up logging for the operator.
 pub fn init_logging(filter: &str, format: LogFormat) {
+    let levels = ["trace", "debug", "info", "warn", "error"];
+    let filter = if levels.contains(&filter) {
+        format!("{filter},kube=warn,kube_runtime=warn,kube_client=warn,tower=warn,hyper=warn")
+    } else {
+        filter.to_string()
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -239,14 +239,19 @@ impl<'a> Reconcile<'a> {
         storage: &dyn BlockStorage,
         current_id: Option<&str>,
     ) -> Result<Located, CloudError> {
+        let import = self.volume.spec.import.as_ref();
         if let Some(id) = current_id {
-            return match storage.show_volume(id).await {
-                Ok(v) => Ok(Located::Found(Box::new(v))),
-                Err(CloudError::NotFound { .. }) => Ok(Located::Disappeared(id.to_string())),
-                Err(err) => Err(err),
-            };
+            match storage.show_volume(id).await {
+                Ok(v) => return Ok(Located::Found(Box::new(v))),
+                // An import by name follows the name: look again below.
+                Err(CloudError::NotFound { .. }) if import.is_some_and(|i| i.filter.is_some()) => {}
+                Err(CloudError::NotFound { .. }) => {
+                    return Ok(Located::Disappeared(id.to_string()));
+                }
+                Err(err) => return Err(err),
+            }
         }
-        if let Some(import) = &self.volume.spec.import {
+        if let Some(import) = import {
             if let Some(id) = &import.id {
                 return match storage.show_volume(id).await {
                     Ok(v) => Ok(Located::Found(Box::new(v))),
