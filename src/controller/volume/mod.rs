@@ -6,19 +6,23 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use crate::api::{
     CloudCredentialsRef, DeletionPolicy, ManagementPolicy, ObservedVolume, Volume,
-    VolumeAttachment, VolumeStatus,
+    VolumeAttachment, VolumeImage, VolumeStatus,
 };
 use crate::cloud::model::{CreateVolume, NhnEncryptionRequest, Volume as CloudVolume, VolumeQuery};
 use crate::cloud::{BlockStorage, CloudError};
 use crate::controller::conditions::Health;
 use crate::controller::credentials::{self, LoadError};
 use crate::controller::report::DELETED_REASON;
-use crate::controller::{CloudKind, Context, Error, Report, cloud_error_health, with_finalizer};
+use crate::controller::{
+    CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
+};
 use decide::{DeleteStep, UID_MARK, Wanted, Write, decide, decide_delete, delete_refused};
 
 impl CloudKind for Volume {
@@ -42,6 +46,23 @@ impl CloudKind for Volume {
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default()
     }
+}
+
+/// A Volume is looked at again when a VolumeImage made from it changes (an upload turns the
+/// volume `uploading` and back).
+pub fn relations(
+    controller: Controller<DeserializeGuard<Volume>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<Volume>> {
+    controller.watches(
+        scope.api::<DeserializeGuard<VolumeImage>>(),
+        scope.watch(),
+        |image| {
+            let object = image.0.ok()?;
+            let source = object.spec.resource.as_ref()?.volume_ref.as_ref()?;
+            Some(object_ref::<Volume, _>(&source.name, &object))
+        },
+    )
 }
 
 /// Reconciles one Volume.
