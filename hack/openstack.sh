@@ -406,9 +406,16 @@ start() {
   log "rabbitmq ready"
   local conf=$STATE/cinder/etc/cinder.conf
   gunicorn cinder-api "$CINDER_PORT" wsgi_cinder:application CLOUDVOL_CINDER_CONF="$conf"
-  spawn cinder-scheduler env PYTHONPATH="$HERE" "$VENV/bin/python" "$HERE/run_cinder.py" scheduler --config-file "$conf"
   spawn cinder-volume env PYTHONPATH="$HERE" "$VENV/bin/python" "$HERE/run_cinder.py" volume --config-file "$conf"
 
+  # The scheduler learns a backend's pools when the volume service reports, which
+  # it does once at start and then every 60 s, or when a starting scheduler asks.
+  # Start the scheduler once the volume service listens, so that it asks and gets
+  # an answer at once; in the other order the first create can wait a minute.
+  wait_until "cinder-volume" 180 cinder-volume \
+    grep -q "Driver post RPC initialization completed" "$STATE/logs/cinder-volume.log"
+  spawn cinder-scheduler env PYTHONPATH="$HERE" "$VENV/bin/python" "$HERE/run_cinder.py" scheduler --config-file "$conf"
+  log "cinder-volume listens"
   wait_until "Keystone" 120 keystone answers "$KEYSTONE_URL/v3"
   log "keystone answers"
   "$VENV/bin/python" "$HERE/provision.py" keystone "$STATE/keystone/provisioned.json" \
