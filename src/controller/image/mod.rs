@@ -119,12 +119,6 @@ enum Located {
     Ambiguous(Vec<String>),
 }
 
-/// Why the cloud cannot be reached with the object's credentials.
-enum Unusable {
-    Report(Health),
-    Api(Error),
-}
-
 /// What status fields a report keeps or sets besides the conditions.
 #[derive(Default)]
 struct Facts<'a> {
@@ -165,19 +159,14 @@ impl<'a> Reconcile<'a> {
         self.object.status.clone().unwrap_or_default()
     }
 
-    async fn credentials(&self) -> Result<CloudCredentials, Unusable> {
+    async fn credentials(&self) -> Result<CloudCredentials, LoadError> {
         let reference = &self.object.spec.cloud_credentials_ref;
-        credentials::load(&self.ctx.client, &self.namespace, reference)
-            .await
-            .map_err(|err| match err {
-                LoadError::Api(err) => Unusable::Api(err),
-                LoadError::Stalled(health) => Unusable::Report(health),
-            })
+        credentials::load(&self.ctx.client, &self.namespace, reference).await
     }
 
-    fn images(&self, creds: &CloudCredentials) -> Result<Arc<dyn Image>, Unusable> {
+    fn images(&self, creds: &CloudCredentials) -> Result<Arc<dyn Image>, LoadError> {
         self.ctx.connector.image(creds).map_err(|err| {
-            Unusable::Report(cloud_error_health(
+            LoadError::Stalled(cloud_error_health(
                 "cannot use these credentials for images",
                 &err,
             ))
@@ -191,8 +180,8 @@ impl<'a> Reconcile<'a> {
             .and_then(|c| self.images(&c).map(|i| (c, i)))
         {
             Ok(both) => both,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => {
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => {
                 return self.finish(Facts::default(), &health, false).await;
             }
         };
@@ -655,8 +644,8 @@ impl<'a> Reconcile<'a> {
         }
         let images = match self.credentials().await.and_then(|c| self.images(&c)) {
             Ok(images) => images,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => {
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => {
                 return self.hold(Facts::default(), &health, false).await;
             }
         };

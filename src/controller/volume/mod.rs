@@ -90,14 +90,6 @@ enum Located {
     Ambiguous(Vec<String>),
 }
 
-/// Why the cloud cannot be reached with the object's credentials.
-enum Unusable {
-    /// A problem a person must fix, as the health to report.
-    Report(Health),
-    /// The Kubernetes API failed; retry.
-    Api(Error),
-}
-
 struct Reconcile<'a> {
     ctx: &'a Context,
     volume: &'a Volume,
@@ -126,8 +118,8 @@ impl<'a> Reconcile<'a> {
     async fn apply(&self) -> Result<Action, Error> {
         let storage = match self.connect().await {
             Ok(storage) => storage,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => return self.finish(None, &health, false).await,
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => return self.finish(None, &health, false).await,
         };
         if self.volume.needs_cloud_to_delete() {
             let secret = &self.volume.spec.cloud_credentials_ref.secret_name;
@@ -239,15 +231,11 @@ impl<'a> Reconcile<'a> {
 
     /// Loads the credentials and picks the block-storage client. A problem a person must fix
     /// comes back as the health to report.
-    async fn connect(&self) -> Result<Arc<dyn BlockStorage>, Unusable> {
+    async fn connect(&self) -> Result<Arc<dyn BlockStorage>, LoadError> {
         let reference = &self.volume.spec.cloud_credentials_ref;
-        let creds = match credentials::load(&self.ctx.client, &self.namespace, reference).await {
-            Ok(creds) => creds,
-            Err(LoadError::Api(err)) => return Err(Unusable::Api(err)),
-            Err(LoadError::Stalled(health)) => return Err(Unusable::Report(health)),
-        };
+        let creds = credentials::load(&self.ctx.client, &self.namespace, reference).await?;
         self.ctx.connector.block_storage(&creds).map_err(|err| {
-            Unusable::Report(cloud_error_health(
+            LoadError::Stalled(cloud_error_health(
                 "cannot use these credentials for block storage",
                 &err,
             ))
@@ -423,8 +411,8 @@ impl<'a> Reconcile<'a> {
         }
         let storage = match self.connect().await {
             Ok(storage) => storage,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => return self.hold(None, &health, false).await,
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => return self.hold(None, &health, false).await,
         };
         let current_id = self.volume.status.as_ref().and_then(|s| s.id.clone());
         let cloud_volume = match self.locate(storage.as_ref(), current_id.as_deref()).await {
