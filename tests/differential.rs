@@ -49,6 +49,9 @@ differential!(
     token_and_catalog,
     bad_credentials_are_401,
     volume_create_and_delete,
+    volume_lists_and_filters,
+    volume_update_and_metadata,
+    microversions,
     unknown_volume_is_item_not_found,
     extend,
     upload_to_image,
@@ -56,6 +59,9 @@ differential!(
     upload_visibility_and_protected,
     image_create_rules,
     image_members,
+    image_member_rejection,
+    image_list_pagination,
+    glance_error_messages,
     protected_images,
     image_tags,
     image_data,
@@ -142,37 +148,28 @@ async fn bad_credentials_are_401(b: &Backend) {
     assert!(r.header("x-subject-token").is_none(), "{r}");
 
     let s = b.login(&b.a).await;
-    let bad = |url: String| {
-        let http = backend::client();
-        async move { backend::send(&http, Method::GET, url, Some("not-a-token"), None, &[]).await }
+    let with_token = |url: String, token: Option<&'static str>| async move {
+        backend::send(&backend::client(), Method::GET, url, token, None, &[]).await
     };
-    // Cinder sits behind keystonemiddleware, which answers 401 itself, in Keystone's
-    // shape (`{"error": {...}}`), not in Cinder's fault shape.
-    let r = bad(s.volumes("/volumes")).await;
-    r.expect_keystone_error(401, "Unauthorized");
-    let challenge = r.header("www-authenticate").unwrap_or_default();
-    assert!(
-        challenge.starts_with("Keystone uri="),
-        "WWW-Authenticate: {r}"
-    );
-    let none = backend::send(
-        &backend::client(),
-        Method::GET,
-        s.volumes("/volumes"),
-        None,
-        None,
-        &[],
-    )
-    .await;
-    none.expect_keystone_error(401, "Unauthorized");
     // Glance renders keystonemiddleware's 401 through webob, as its other errors.
-    let r = bad(s.images("/images")).await;
+    let r = with_token(s.images("/images"), Some("not-a-token")).await;
     r.expect_glance_error(401);
     let challenge = r.header("www-authenticate").unwrap_or_default();
     assert!(
         challenge.starts_with("Keystone uri="),
         "WWW-Authenticate: {r}"
     );
+    // Cinder sits behind keystonemiddleware too, which answers 401 itself, in
+    // Keystone's shape (`{"error": {...}}`), not in Cinder's fault shape.
+    for token in [Some("not-a-token"), None] {
+        let r = with_token(s.volumes("/volumes"), token).await;
+        r.expect_keystone_error(401, "Unauthorized");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.starts_with("Keystone uri="),
+            "WWW-Authenticate: {r}"
+        );
+    }
 }
 
 // ---- volumes ---------------------------------------------------------------------------
@@ -300,6 +297,215 @@ async fn volume_create_and_delete(b: &Backend) {
     r.expect_cinder_fault(404, "itemNotFound");
     let r = s.get(s.volumes(&format!("/volumes?name={name}"))).await;
     assert_eq!(r.body["volumes"], json!([]), "{r}");
+}
+
+async fn volume_lists_and_filters(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let mark = unique("dt-mark");
+    let mut ids = Vec::new();
+    for name in ["dt-list-b", "dt-list-a"] {
+        let r = s
+            .post(
+                s.volumes("/volumes"),
+                json!({"volume": {"size": 1, "name": unique(name), "metadata": {"cloudvol.dev/uid": mark}}}),
+            )
+            .await;
+        r.expect_status(202);
+        ids.push(r.body["volume"]["id"].as_str().unwrap().to_string());
+    }
+    let (unmarked, _) = new_available_volume(&s, "dt-list-unmarked").await;
+    for id in &ids {
+        wait_volume(&s, id, &["creating", "available"], "available").await;
+    }
+    let filter = format!(
+        "metadata={}",
+        urlencode(&json!({"cloudvol.dev/uid": mark}).to_string())
+    );
+
+    // The crash-safety mark finds exactly the marked volumes.
+    let r = s.get(s.volumes(&format!("/volumes/detail?{filter}"))).await;
+    r.expect_status(200);
+    let mut found: Vec<&str> = r.body["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["id"].as_str())
+        .collect();
+    found.sort();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(found, want, "{r}");
+
+    // Sorted by name, one per page: `volumes_links` points at the next page, with the
+    // client's own filters and a marker, under the same endpoint.
+    let mut url = s.volumes(&format!("/volumes/detail?{filter}&sort=name:asc&limit=1"));
+    let mut pages: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        let r = s.get(url.clone()).await;
+        r.expect_status(200);
+        let volumes = r.body["volumes"].as_array().unwrap();
+        assert!(volumes.len() <= 1, "{r}");
+        pages.extend(
+            volumes
+                .iter()
+                .map(|v| v["name"].as_str().unwrap().to_string()),
+        );
+        let Some(next) = r.body["volumes_links"]
+            .as_array()
+            .and_then(|links| links.iter().find(|l| l["rel"] == "next"))
+        else {
+            break;
+        };
+        let href = next["href"].as_str().unwrap().to_string();
+        assert!(
+            href.starts_with(&s.volumes("/volumes/detail?")),
+            "next page {href} is not under {}",
+            s.block_storage
+        );
+        let last = volumes.last().and_then(|v| v["id"].as_str()).unwrap_or("-");
+        assert!(href.contains(&format!("marker={last}")), "{r}");
+        url = href;
+    }
+    assert_eq!(
+        pages.len(),
+        2,
+        "two marked volumes over the pages: {pages:?}"
+    );
+    assert!(
+        pages[0].starts_with("dt-list-a") && pages[1].starts_with("dt-list-b"),
+        "{pages:?}"
+    );
+
+    for id in ids.iter().chain([&unmarked]) {
+        delete_volume(&s, id).await;
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|c| match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (c as char).to_string()
+            }
+            _ => format!("%{c:02X}"),
+        })
+        .collect()
+}
+
+async fn volume_update_and_metadata(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let (id, name) = new_available_volume(&s, "dt-update").await;
+    let volume = s.volumes(&format!("/volumes/{id}"));
+
+    let renamed = format!("{name}-renamed");
+    let r = s
+        .put(
+            volume.clone(),
+            Some(json!({"volume": {"name": renamed, "description": "d2"}})),
+        )
+        .await;
+    r.expect_status(200);
+    assert_eq!(r.body["volume"]["name"], json!(renamed), "{r}");
+    assert_eq!(r.body["volume"]["description"], "d2", "{r}");
+
+    let metadata = format!("{volume}/metadata");
+    // POST merges.
+    let r = s
+        .post(metadata.clone(), json!({"metadata": {"a": "1"}}))
+        .await;
+    r.expect_status(200);
+    assert_eq!(
+        r.body,
+        json!({"metadata": {"a": "1", "cloudvol.dev/uid": name}}),
+        "{r}"
+    );
+    // PUT replaces.
+    let r = s
+        .put(metadata.clone(), Some(json!({"metadata": {"b": "2"}})))
+        .await;
+    r.expect_status(200);
+    assert_eq!(r.body, json!({"metadata": {"b": "2"}}), "{r}");
+    // One key.
+    let r = s.get(format!("{metadata}/b")).await;
+    r.expect_status(200);
+    assert_eq!(r.body, json!({"meta": {"b": "2"}}), "{r}");
+    let r = s
+        .put(format!("{metadata}/b"), Some(json!({"meta": {"b": "3"}})))
+        .await;
+    r.expect_status(200);
+    assert_eq!(r.body, json!({"meta": {"b": "3"}}), "{r}");
+    let r = s.delete(format!("{metadata}/b")).await;
+    r.expect_status(200);
+    let r = s.get(format!("{metadata}/b")).await;
+    r.expect_cinder_fault(404, "itemNotFound");
+    let r = s.get(metadata.clone()).await;
+    r.expect_status(200);
+    assert_eq!(r.body, json!({"metadata": {}}), "{r}");
+    delete_volume(&s, &id).await;
+}
+
+async fn microversions(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let list = s.volumes("/volumes");
+    let version = |r: &backend::Reply| r.header("openstack-api-version");
+
+    // The version document, unauthenticated, at the endpoint's root.
+    let root = s
+        .block_storage
+        .strip_suffix(&format!("/v3/{}", b.a.id))
+        .unwrap()
+        .to_string();
+    let r = backend::send(
+        &backend::client(),
+        Method::GET,
+        format!("{root}/"),
+        None,
+        None,
+        &[],
+    )
+    .await;
+    r.expect_status(300);
+    let v3 = r.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "v3.0")
+        .unwrap_or_else(|| panic!("no v3.0 in {r}"))
+        .clone();
+    assert_eq!(v3["min_version"], "3.0", "{r}");
+    let max = v3["version"].as_str().unwrap().to_string();
+
+    // No header means 3.0; a version is echoed; `latest` is the maximum.
+    let r = s.get(list.clone()).await;
+    r.expect_status(200);
+    assert_eq!(version(&r).as_deref(), Some("volume 3.0"), "{r}");
+    for (asked, echoed) in [
+        ("volume 3.42", "volume 3.42".to_string()),
+        ("volume latest", format!("volume {max}")),
+    ] {
+        let r = s
+            .send(
+                Method::GET,
+                list.clone(),
+                None,
+                &[("OpenStack-API-Version", asked)],
+            )
+            .await;
+        r.expect_status(200);
+        assert_eq!(version(&r), Some(echoed), "{r}");
+    }
+    // Beyond the maximum: 406, in Cinder's fault shape (whose fault map has no 406
+    // name, hence `computeFault`).
+    let r = s
+        .send(
+            Method::GET,
+            list.clone(),
+            None,
+            &[("OpenStack-API-Version", "volume 3.999")],
+        )
+        .await;
+    let message = r.expect_cinder_fault(406, "computeFault");
+    assert!(message.contains("3.999"), "{r}");
 }
 
 async fn unknown_volume_is_item_not_found(b: &Backend) {
@@ -469,17 +675,17 @@ async fn upload_to_image(b: &Backend) {
     assert_eq!(image["visibility"], default_visibility, "{image}");
     assert_eq!(image["protected"], false, "{image}");
     assert!(image["size"].as_u64().unwrap_or(0) > 0, "{image}");
-    // Cinder does not set min_disk on an image it uploads.
-    assert_eq!(
-        image["min_disk"], 0,
-        "min_disk of an uploaded image: {image}"
-    );
 
     let r = s.delete(s.images(&format!("/images/{image_id}"))).await;
     r.expect_status(204);
     let r = s.get(s.images(&format!("/images/{image_id}"))).await;
     r.expect_glance_error(404);
     delete_volume(&s, &id).await;
+    // Cinder does not set min_disk on an image it uploads.
+    assert_eq!(
+        image["min_disk"], 0,
+        "min_disk of an uploaded image: {image}"
+    );
 }
 
 async fn attached_volume_refusals(b: &Backend) {
@@ -825,6 +1031,142 @@ async fn image_members(b: &Backend) {
     let r = owner.get(membership.clone()).await;
     r.expect_glance_error(404);
     delete_image(&owner, &id).await;
+}
+
+async fn image_member_rejection(b: &Backend) {
+    let owner = b.login(&b.a).await;
+    let member = b.login(&b.b).await;
+    let image = create_image(&owner, json!({"visibility": "shared"})).await;
+    let id = image["id"].as_str().unwrap().to_string();
+    owner
+        .post(
+            owner.images(&format!("/images/{id}/members")),
+            json!({"member": b.b.id}),
+        )
+        .await
+        .expect_status(200);
+    let membership = owner.images(&format!("/images/{id}/members/{}", b.b.id));
+    let listed = |r: &backend::Reply| {
+        r.body["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == json!(id))
+    };
+
+    // Pending shares are found with member_status=pending.
+    let r = member
+        .get(member.images("/images?visibility=shared&member_status=pending"))
+        .await;
+    r.expect_status(200);
+    assert!(listed(&r), "{r}");
+    // Rejected: not listed by default, found with member_status=rejected or all.
+    let r = member
+        .put(membership.clone(), Some(json!({"status": "rejected"})))
+        .await;
+    r.expect_status(200);
+    assert_eq!(r.body["status"], "rejected", "{r}");
+    let r = member.get(member.images("/images")).await;
+    assert!(!listed(&r), "{r}");
+    for status in ["rejected", "all"] {
+        let r = member
+            .get(member.images(&format!("/images?visibility=shared&member_status={status}")))
+            .await;
+        r.expect_status(200);
+        assert!(listed(&r), "member_status={status}: {r}");
+    }
+    // A member may change its mind.
+    member
+        .put(membership.clone(), Some(json!({"status": "accepted"})))
+        .await
+        .expect_status(200);
+    let r = member.get(member.images("/images")).await;
+    assert!(listed(&r), "{r}");
+    // Deleting the image ends the share.
+    delete_image(&owner, &id).await;
+    let r = member.get(member.images(&format!("/images/{id}"))).await;
+    r.expect_glance_error(404);
+}
+
+async fn image_list_pagination(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let tag = unique("dt-page");
+    let mut ids = Vec::new();
+    for n in ["c", "a", "b"] {
+        let image = create_image(
+            &s,
+            json!({"visibility": "private", "tags": [tag], "name": format!("{tag}-{n}")}),
+        )
+        .await;
+        ids.push(image["id"].as_str().unwrap().to_string());
+    }
+    let first = format!("/v2/images?tag={tag}&sort_key=name&sort_dir=asc&limit=2");
+    let r = s.get(format!("{}{first}", s.image)).await;
+    r.expect_status(200);
+    assert_eq!(r.body["schema"], "/v2/schemas/images", "{r}");
+    assert_eq!(r.body["first"], json!(first), "{r}");
+    let names: Vec<&str> = r.body["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert_eq!(names, [format!("{tag}-a"), format!("{tag}-b")], "{r}");
+    // `next` is relative to the endpoint, with the client's query and a marker.
+    let next = r.body["next"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no next: {r}"));
+    assert!(next.starts_with("/v2/images?"), "{r}");
+    let last = r.body["images"][1]["id"].as_str().unwrap();
+    assert!(next.contains(&format!("marker={last}")), "{r}");
+    let r = s.get(format!("{}{next}", s.image)).await;
+    r.expect_status(200);
+    assert_eq!(r.body["images"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(
+        r.body["images"][0]["name"],
+        json!(format!("{tag}-c")),
+        "{r}"
+    );
+    assert!(
+        r.body.get("next").is_none(),
+        "the last page has no next: {r}"
+    );
+    for id in &ids {
+        delete_image(&s, id).await;
+    }
+}
+
+/// Glance's JSON errors come from webob's templates, which put the explanation, an HTML
+/// line break and the detail in `message` ("... is protected and cannot be
+/// deleted.<br /><br />\n\n\n"): a client that shows the message to people must strip
+/// the markup.
+async fn glance_error_messages(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let image = create_image(&s, json!({"visibility": "private", "protected": true})).await;
+    let id = image["id"].as_str().unwrap().to_string();
+    let unknown = uuid::Uuid::new_v4();
+    for (r, status, text) in [
+        (
+            s.delete(s.images(&format!("/images/{id}"))).await,
+            403,
+            format!("Image {id} is protected and cannot be deleted."),
+        ),
+        (
+            s.get(s.images(&format!("/images/{unknown}"))).await,
+            404,
+            format!("No image found with ID {unknown}"),
+        ),
+    ] {
+        let message = r.expect_glance_error(status);
+        assert_eq!(message, format!("{text}<br /><br />\n\n\n"), "{r}");
+    }
+    s.patch_image(
+        &id,
+        json!([{"op": "replace", "path": "/protected", "value": false}]),
+    )
+    .await
+    .expect_status(200);
+    delete_image(&s, &id).await;
 }
 
 async fn protected_images(b: &Backend) {
