@@ -469,11 +469,23 @@ stop() {
   log "stopped"
 }
 
+# Resident memory of a service's process group, in MiB.
+rss_mib() { ps -o rss= -g "$1" 2>/dev/null | awk '{s += $1} END {printf "%d", s / 1024}'; }
+
 status() {
-  local s ok=0
+  local s pid ok=0 total=0 mib
   for s in "${SERVICES[@]}"; do
-    if alive "$s"; then log "$s: running (pid $(cat "$STATE/run/$s.pid"))"; else log "$s: not running"; ok=1; fi
+    if alive "$s"; then
+      pid=$(cat "$STATE/run/$s.pid")
+      mib=$(rss_mib "$pid")
+      total=$((total + mib))
+      log "$s: running (pid $pid, ${mib} MiB resident)"
+    else
+      log "$s: not running"
+      ok=1
+    fi
   done
+  log "total: ${total} MiB resident"
   [ $ok = 0 ] && ready
 }
 
