@@ -59,32 +59,38 @@ impl OpenStackEnv {
     }
 }
 
-/// The running OpenStack, started by the first caller in this test binary.
+/// The running OpenStack, started by the first caller in this test binary. When it
+/// cannot start, every caller fails with the same explanation (the start is tried once:
+/// a failure can take minutes).
 pub fn openstack() -> &'static OpenStackEnv {
-    static ENV: OnceLock<OpenStackEnv> = OnceLock::new();
-    ENV.get_or_init(start)
+    static ENV: OnceLock<Result<OpenStackEnv, String>> = OnceLock::new();
+    match ENV.get_or_init(start) {
+        Ok(env) => env,
+        Err(why) => panic!("{why}"),
+    }
 }
 
-fn start() -> OpenStackEnv {
+fn start() -> Result<OpenStackEnv, String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/openstack.sh");
     let output = Command::new("bash")
         .arg(&script)
         .arg("start")
         .output()
-        .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
+        .map_err(|err| format!("cannot run {}: {err}", script.display()))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the test OpenStack did not start ({}), so the tests against upstream Keystone, Glance \
-         and Cinder cannot run.\n\
-         hack/openstack.sh needs the Debian packages rabbitmq-server and qemu-utils \
-         (`hack/openstack.sh deps` installs them as root), Python 3.11 with venv, and PyPI \
-         for the first install of its venv. Its output:\n{stderr}",
-        output.status
-    );
+    if !output.status.success() {
+        return Err(format!(
+            "the test OpenStack did not start ({}), so the tests against upstream Keystone, \
+             Glance and Cinder cannot run.\n\
+             hack/openstack.sh needs the Debian packages rabbitmq-server and qemu-utils \
+             (`hack/openstack.sh deps` installs them as root), Python 3.11 with venv, and \
+             PyPI for the first install of its venv. Its output:\n{stderr}",
+            output.status
+        ));
+    }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    parse(&stdout).unwrap_or_else(|missing| {
-        panic!("hack/openstack.sh start printed no {missing}:\n{stdout}\n{stderr}")
+    parse(&stdout).map_err(|missing| {
+        format!("hack/openstack.sh start printed no {missing}:\n{stdout}\n{stderr}")
     })
 }
 
