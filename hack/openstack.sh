@@ -83,7 +83,7 @@ venv() {
   local py dir
   py=$(python_bin)
   "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
-    || die "$py is older than 3.10; set CLOUDVOL_OS_PYTHON to a Python 3.11"
+    || die "$py is not a Python 3.10 or newer; set CLOUDVOL_OS_PYTHON to a Python 3.11"
   dir=$(venv_dir)
   mkdir -p "$CACHE"
   # One builder at a time per machine; others wait for its result.

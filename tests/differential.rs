@@ -49,6 +49,7 @@ differential!(
     token_and_catalog,
     bad_credentials_are_401,
     volume_create_and_delete,
+    volume_create_refusals,
     volume_lists_and_filters,
     volume_update_and_metadata,
     microversions,
@@ -297,6 +298,71 @@ async fn volume_create_and_delete(b: &Backend) {
     r.expect_cinder_fault(404, "itemNotFound");
     let r = s.get(s.volumes(&format!("/volumes?name={name}"))).await;
     assert_eq!(r.body["volumes"], json!([]), "{r}");
+}
+
+async fn volume_create_refusals(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let create = |body: Value| s.post(s.volumes("/volumes"), body);
+    for body in [
+        json!({"volume": {"size": 0}}),
+        json!({"volume": {"size": -1}}),
+        json!({"volume": {"size": "abc"}}),
+        json!({"volume": {"name": "no-size"}}),
+        json!({}),
+    ] {
+        create(body).await.expect_cinder_fault(400, "badRequest");
+    }
+    let unknown = uuid::Uuid::new_v4();
+    let r = create(json!({"volume": {"size": 1, "source_volid": unknown}})).await;
+    let message = r.expect_cinder_fault(404, "itemNotFound");
+    assert_eq!(
+        message,
+        format!("Volume {unknown} could not be found."),
+        "{r}"
+    );
+    let r = create(json!({"volume": {"size": 1, "snapshot_id": unknown}})).await;
+    let message = r.expect_cinder_fault(404, "itemNotFound");
+    assert_eq!(
+        message,
+        format!("Snapshot {unknown} could not be found."),
+        "{r}"
+    );
+
+    // A size given as a string of digits is accepted and answered as a number.
+    let r = create(json!({"volume": {"size": "2", "name": unique("dt-string-size")}})).await;
+    r.expect_status(202);
+    assert_eq!(r.body["volume"]["size"], 2, "{r}");
+    let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+    wait_volume(&s, &id, &["creating", "available"], "available").await;
+    delete_volume(&s, &id).await;
+
+    // Volume types and availability zones are resources upstream; the emulator
+    // knowingly takes any name (emulator/README.md, "What it does not emulate").
+    let bad_type = create(json!({"volume": {"size": 1, "volume_type": "no-such-type"}})).await;
+    let bad_zone =
+        create(json!({"volume": {"size": 1, "availability_zone": "no-such-zone"}})).await;
+    match b.kind {
+        Kind::Emulator => {
+            for r in [bad_type, bad_zone] {
+                r.expect_status(202);
+                let id = r.body["volume"]["id"].as_str().unwrap().to_string();
+                wait_volume(&s, &id, &["creating", "available"], "available").await;
+                delete_volume(&s, &id).await;
+            }
+        }
+        Kind::OpenStack => {
+            let message = bad_type.expect_cinder_fault(404, "itemNotFound");
+            assert_eq!(
+                message, "Volume type with name no-such-type could not be found.",
+                "{bad_type}"
+            );
+            let message = bad_zone.expect_cinder_fault(400, "badRequest");
+            assert_eq!(
+                message, "Availability zone 'no-such-zone' is invalid.",
+                "{bad_zone}"
+            );
+        }
+    }
 }
 
 async fn volume_lists_and_filters(b: &Backend) {
@@ -1022,6 +1088,16 @@ async fn image_members(b: &Backend) {
         .await;
     r.expect_glance_error(403);
     let r = member.delete(membership.clone()).await;
+    r.expect_glance_error(403);
+    // Nor may the member change or delete the image itself.
+    let r = member
+        .patch_image(
+            &id,
+            json!([{"op": "replace", "path": "/name", "value": "mine"}]),
+        )
+        .await;
+    r.expect_glance_error(403);
+    let r = member.delete(member.images(&format!("/images/{id}"))).await;
     r.expect_glance_error(403);
 
     // Removing the member ends the share.
