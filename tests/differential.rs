@@ -1430,3 +1430,193 @@ async fn other_tenants_resources(b: &Backend) {
     delete_image(&a, &image_id).await;
     delete_volume(&a, &id).await;
 }
+
+// ---- the operator's cloud layer against upstream ------------------------------------
+
+/// `src/cloud` (the operator's client) against the real services, through the
+/// generated clouds.yaml, as the operator reads a credentials Secret. Upstream only: the
+/// emulator has its own tests of the same layer (tests/cloud_*.rs).
+mod operator_cloud_layer {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use cloudvol::cloud::model::{
+        CreateVolume, ImageQuery, MemberStatus, PatchOp, UploadToImage, Volume, VolumeQuery,
+    };
+    use cloudvol::cloud::{
+        BlockStorage, CloudCredentials, CloudHttp, Connector, Image, TransportConfig,
+    };
+
+    use super::backend::Deadline;
+    use super::openstack_support::{OpenStackEnv, openstack};
+    use super::unique;
+
+    async fn env() -> &'static OpenStackEnv {
+        tokio::task::spawn_blocking(openstack)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
+    fn creds(env: &OpenStackEnv, cloud: &str) -> CloudCredentials {
+        let yaml = std::fs::read(&env.clouds_yaml).expect("the generated clouds.yaml");
+        CloudCredentials::from_clouds_yaml(&yaml, cloud, None)
+            .unwrap_or_else(|e| panic!("the operator refuses the generated clouds.yaml: {e}"))
+    }
+
+    fn connector() -> Connector {
+        Connector::new(CloudHttp::new(TransportConfig::default()).expect("an HTTP client"))
+    }
+
+    async fn wait_volume(bs: &Arc<dyn BlockStorage>, id: &str, status: &str, size: u64) -> Volume {
+        let deadline = Deadline::new(format!("volume {id} {status} at {size} GiB"));
+        loop {
+            let v = bs.show_volume(id).await.expect("show volume");
+            if v.status.as_str() == status && v.size == size {
+                return v;
+            }
+            deadline.tick().await;
+        }
+    }
+
+    async fn wait_image_active(image: &Arc<dyn Image>, id: &str) {
+        let deadline = Deadline::new(format!("image {id} active"));
+        while image
+            .show_image(id)
+            .await
+            .expect("show image")
+            .status
+            .as_str()
+            != "active"
+        {
+            deadline.tick().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cloud_check_passes() {
+        let env = env().await;
+        for cloud in ["project-a", "project-b"] {
+            let mut out = Vec::new();
+            cloudvol::cloud::check::check(&connector(), &creds(env, cloud), &mut out)
+                .await
+                .unwrap_or_else(|e| panic!("cloud check {cloud} failed [{}]: {e}", e.reason()));
+            let out = String::from_utf8(out).unwrap();
+            assert!(out.contains("OK: the credentials work."), "{out}");
+            assert!(
+                out.contains(&format!("block-storage  {}/v3/", env.cinder_url)),
+                "{out}"
+            );
+            assert!(
+                out.contains(&format!("image          {}", env.glance_url)),
+                "{out}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn volume_image_and_share_lifecycle() {
+        let env = env().await;
+        let connector = connector();
+        let (a, b) = (creds(env, "project-a"), creds(env, "project-b"));
+        let bs = connector.block_storage(&a).unwrap();
+        let image = connector.image(&a).unwrap();
+        let partner = connector.image(&b).unwrap();
+        assert_eq!(bs.provider(), "openstack-v3");
+
+        // Create, found by its mark, extend.
+        let mark = BTreeMap::from([("cloudvol.dev/uid".to_string(), unique("uid"))]);
+        let created = bs
+            .create_volume(&CreateVolume {
+                size: 1,
+                name: Some(unique("op-volume")),
+                metadata: mark.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        wait_volume(&bs, &created.id, "available", 1).await;
+        let found = bs
+            .list_volumes_detail(&VolumeQuery {
+                metadata: mark.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
+            [created.id.as_str()]
+        );
+        bs.extend_volume(&created.id, 2).await.unwrap();
+        wait_volume(&bs, &created.id, "available", 2).await;
+
+        // Upload with the NHN extensions, which Cinder v3 takes from microversion 3.1.
+        let uploaded = bs
+            .upload_to_image(
+                &created.id,
+                &UploadToImage {
+                    disk_format: Some("qcow2".into()),
+                    container_format: Some("bare".into()),
+                    visibility: Some("shared".into()),
+                    protected: Some(true),
+                    ..UploadToImage::new(unique("op-image"))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(uploaded.status.as_str(), "uploading");
+        wait_image_active(&image, &uploaded.image_id).await;
+        wait_volume(&bs, &created.id, "available", 2).await;
+        let shown = image.show_image(&uploaded.image_id).await.unwrap();
+        assert_eq!(shown.visibility.as_str(), "shared");
+        assert!(shown.protected);
+        assert_eq!(shown.owner.as_deref(), Some(env.project_a.id.as_str()));
+
+        // Share with project B, which accepts and then lists it.
+        let member = image
+            .add_member(&uploaded.image_id, &env.project_b.id)
+            .await
+            .unwrap();
+        assert_eq!(member.status, MemberStatus::Pending);
+        partner
+            .update_member_status(
+                &uploaded.image_id,
+                &env.project_b.id,
+                MemberStatus::Accepted,
+            )
+            .await
+            .unwrap();
+        let listed = partner.list_images(&ImageQuery::default()).await.unwrap();
+        assert!(listed.iter().any(|i| i.id == uploaded.image_id));
+        image
+            .delete_member(&uploaded.image_id, &env.project_b.id)
+            .await
+            .unwrap();
+
+        // A protected image is not deleted; the cloud's reason reaches the operator as
+        // text a person can read (Glance's JSON message carries webob's
+        // `<br /><br />` markup).
+        let err = image.delete_image(&uploaded.image_id).await.unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+        assert!(
+            err.message().contains("is protected and cannot be deleted"),
+            "{err}"
+        );
+
+        image
+            .update_image(&uploaded.image_id, &[PatchOp::replace("protected", false)])
+            .await
+            .unwrap();
+        image.delete_image(&uploaded.image_id).await.unwrap();
+        bs.delete_volume(&created.id).await.unwrap();
+        let deadline = Deadline::new(format!("volume {} gone", created.id));
+        while bs.show_volume(&created.id).await.is_ok() {
+            deadline.tick().await;
+        }
+        // Checked last, so that a failure leaves nothing behind.
+        assert!(
+            !err.message().contains("<br"),
+            "HTML markup in the message: {:?}",
+            err.message()
+        );
+    }
+}
