@@ -230,7 +230,20 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    run_kind::<crate::api::Volume, _, _>(ctx.clone(), volume::reconcile, shutdown.clone()).await;
+    // One line per kind; the kinds run side by side.
+    let kinds: Vec<futures::future::BoxFuture<'static, ()>> = vec![
+        Box::pin(run_kind::<crate::api::Volume, _, _>(
+            ctx.clone(),
+            volume::reconcile,
+            shutdown.clone(),
+        )),
+        Box::pin(run_kind::<crate::api::ImageShare, _, _>(
+            ctx.clone(),
+            share::reconcile,
+            shutdown.clone(),
+        )),
+    ];
+    futures::future::join_all(kinds).await;
 }
 
 /// Runs one kind's controller over the configured namespaces until `shutdown` resolves.
