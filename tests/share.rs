@@ -45,13 +45,67 @@ fn partner(accepts: bool) -> Value {
 
 /// Puts an active image straight into the emulator's store.
 async fn admin_image(h: &Harness, owner: &str, name: &str, visibility: &str) -> String {
-    let image = h
-        .admin_post(
-            "images",
-            json!({"owner": owner, "name": name, "visibility": visibility}),
-        )
-        .await;
+    admin_image_from(
+        h,
+        json!({"owner": owner, "name": name, "visibility": visibility}),
+    )
+    .await
+}
+
+/// Puts an image with these fields (`POST /_admin/images`) into the emulator's store.
+async fn admin_image_from(h: &Harness, fields: Value) -> String {
+    let image = h.admin_post("images", fields).await;
     image["id"].as_str().expect("an image id").to_string()
+}
+
+/// A stand-in for the VolumeImage controller, which is not part of this branch: a VolumeImage
+/// that imports image `id`, with its status (the ID, `Ready` for its generation) written through
+/// the status subresource under another field manager, as that controller would write it. With
+/// the real controller running, it adopts the same image and reports the same ID.
+async fn stand_in_volume_image(h: &Harness, name: &str, id: &str) {
+    let volume_image: VolumeImage = h
+        .create(json!({
+            "apiVersion": "cloudvol.dev/v1alpha1",
+            "kind": "VolumeImage",
+            "metadata": {"name": name},
+            "spec": {
+                "cloudCredentialsRef": {"secretName": SECRET, "cloudName": "demo"},
+                "import": {"id": id},
+            },
+        }))
+        .await;
+    let generation = volume_image.metadata.generation;
+    h.api::<VolumeImage>()
+        .patch_status(
+            name,
+            &PatchParams::apply("volumeimage-stand-in").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "cloudvol.dev/v1alpha1",
+                "kind": "VolumeImage",
+                "status": {
+                    "observedGeneration": generation,
+                    "id": id,
+                    "conditions": [{
+                        "type": "Ready", "status": "True", "reason": "Active",
+                        "message": "the image is active", "observedGeneration": generation,
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }],
+                },
+            })),
+        )
+        .await
+        .expect("the stand-in status is written");
+}
+
+/// The Stalled condition's message.
+fn stalled_message(share: &ImageShare) -> String {
+    share
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
+        .expect("a Stalled condition")
+        .message
+        .clone()
 }
 
 /// The image as the emulator's admin API shows it, members included.
@@ -658,46 +712,72 @@ async fn an_image_ref_waits_for_its_volume_image_then_shares_its_image() {
         .message;
     assert!(message.contains("golden-image"), "{message}");
 
-    // A stand-in for the VolumeImage controller (not part of this branch): the VolumeImage
-    // imports the image, and its status is written through the status subresource under
-    // another field manager, as that controller would. With the real controller running, it
-    // adopts the same image and reports the same ID.
     let id = admin_image(&h, DEMO_TENANT, "golden-image", "private").await;
-    let volume_image: VolumeImage = h
-        .create(json!({
-            "apiVersion": "cloudvol.dev/v1alpha1",
-            "kind": "VolumeImage",
-            "metadata": {"name": "golden-image"},
-            "spec": {
-                "cloudCredentialsRef": {"secretName": SECRET, "cloudName": "demo"},
-                "import": {"id": id},
-            },
-        }))
-        .await;
-    let generation = volume_image.metadata.generation;
-    h.api::<VolumeImage>()
-        .patch_status(
-            "golden-image",
-            &PatchParams::apply("volumeimage-stand-in").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "cloudvol.dev/v1alpha1",
-                "kind": "VolumeImage",
-                "status": {
-                    "observedGeneration": generation,
-                    "id": id,
-                    "conditions": [{
-                        "type": "Ready", "status": "True", "reason": "Active",
-                        "message": "the image is active", "observedGeneration": generation,
-                        "lastTransitionTime": "2026-01-01T00:00:00Z",
-                    }],
-                },
-            })),
-        )
-        .await
-        .expect("the stand-in status is written");
+    stand_in_volume_image(&h, "golden-image", &id).await;
 
     let ready: ImageShare = h
         .wait_condition("golden", "Ready", "True", Some("Shared"))
+        .await;
+    let status = status_of(&ready);
+    assert_eq!(status.id.as_deref(), Some(id.as_str()));
+    assert_eq!(member(&status, PARTNER_TENANT).status, "accepted");
+    assert!(partner_image_ids(&h).await.contains(&id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protected_private_image_stalls_with_the_clouds_refusal() {
+    let h = Harness::new("share-protected").await;
+    // NHN Cloud allows no change to a protected image, its visibility included.
+    let id = admin_image_from(
+        &h,
+        json!({"owner": DEMO_TENANT, "name": "golden", "visibility": "private", "protected": true}),
+    )
+    .await;
+    h.create::<ImageShare>(share_manifest(
+        "golden",
+        json!({"imageID": id, "members": [partner(true)]}),
+    ))
+    .await;
+    let stalled: ImageShare = h
+        .wait_condition("golden", "Stalled", "True", Some("ImageProtected"))
+        .await;
+    let message = stalled_message(&stalled);
+    assert!(message.contains("protected"), "{message}");
+    assert!(
+        message.contains("visibility: shared"),
+        "says what to do: {message}"
+    );
+    assert_eq!(cloud_image(&h, &id).await["visibility"], "private");
+    // Nothing was done, so deleting the share has nothing to undo, and finishes.
+    h.delete::<ImageShare>("golden").await;
+    h.wait_gone::<ImageShare>("golden").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_shares_the_golden_image_with_the_partner() {
+    let h = Harness::new("share-example").await;
+    // The example's Secret, pointing at this test's emulator (same cloud names).
+    h.put_secret("cloudvol-demo-credentials", &h.clouds_yaml())
+        .await;
+    // What examples/20-volume-image.yaml makes: a protected golden image, shared at creation.
+    let id = admin_image_from(
+        &h,
+        json!({"owner": DEMO_TENANT, "name": "golden-image", "visibility": "shared",
+               "protected": true}),
+    )
+    .await;
+    stand_in_volume_image(&h, "golden-image", &id).await;
+
+    let path = support::repo_root().join("examples/30-image-share.yaml");
+    let text = std::fs::read_to_string(&path).expect("the example");
+    let example: Value = serde_saphyr::from_str(&text).expect("the example is YAML");
+    let name = example["metadata"]["name"]
+        .as_str()
+        .expect("a name")
+        .to_string();
+    h.create::<ImageShare>(example).await;
+    let ready: ImageShare = h
+        .wait_condition(&name, "Ready", "True", Some("Shared"))
         .await;
     let status = status_of(&ready);
     assert_eq!(status.id.as_deref(), Some(id.as_str()));
