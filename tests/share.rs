@@ -647,12 +647,7 @@ async fn an_image_another_tenant_owns_stalls_with_the_clouds_message() {
     let stalled: ImageShare = h
         .wait_condition("hidden", "Stalled", "True", Some("ImageNotFound"))
         .await;
-    let message = &stalled
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
-        .expect("a Stalled condition")
-        .message;
+    let message = stalled_message(&stalled);
     assert!(
         message.contains(&format!("No image found with ID {hidden}")),
         "the cloud's own words: {message}"
@@ -679,12 +674,7 @@ async fn an_image_another_tenant_owns_stalls_with_the_clouds_message() {
     let stalled: ImageShare = h
         .wait_condition("visible", "Stalled", "True", Some("NotImageOwner"))
         .await;
-    let message = &stalled
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"))
-        .expect("a Stalled condition")
-        .message;
+    let message = stalled_message(&stalled);
     assert!(message.contains(PARTNER_TENANT), "{message}");
     assert_eq!(
         count(&h, ADD_MEMBER).await,
@@ -783,4 +773,51 @@ async fn the_example_shares_the_golden_image_with_the_partner() {
     assert_eq!(status.id.as_deref(), Some(id.as_str()));
     assert_eq!(member(&status, PARTNER_TENANT).status, "accepted");
     assert!(partner_image_ids(&h).await.contains(&id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmanaged_share_reports_the_members_and_never_writes() {
+    let h = Harness::new("share-unmanaged").await;
+    let id = admin_image(&h, DEMO_TENANT, "golden", "shared").await;
+    owner_adds_by_hand(&h, &id, PARTNER_TENANT).await;
+    let writes_before = h.cloud_writes().await;
+
+    h.create::<ImageShare>(share_manifest(
+        "golden",
+        // Credentials are given, yet an unmanaged share never accepts with them.
+        json!({"imageID": id, "managementPolicy": "unmanaged", "members": [partner(true)]}),
+    ))
+    .await;
+    let ready: ImageShare = h
+        .wait_condition("golden", "Ready", "True", Some("Shared"))
+        .await;
+    let status = status_of(&ready);
+    let m = member(&status, PARTNER_TENANT);
+    assert_eq!(m.status, "pending");
+    assert!(!m.added_by_this_object);
+    assert_eq!(status.visibility.as_deref(), Some("shared"));
+
+    // A listed tenant that is not a member: reported, not added.
+    h.patch::<ImageShare>(
+        "golden",
+        json!({"spec": {"members": [partner(true), {"tenantID": OTHER_TENANT}]}}),
+    )
+    .await;
+    let stalled: ImageShare = h
+        .wait_condition("golden", "Stalled", "True", Some("MemberMissing"))
+        .await;
+    assert!(stalled_message(&stalled).contains(OTHER_TENANT));
+    assert_eq!(member(&status_of(&stalled), OTHER_TENANT).status, "absent");
+
+    h.delete::<ImageShare>("golden").await;
+    h.wait_gone::<ImageShare>("golden").await;
+    assert_eq!(
+        h.cloud_writes().await,
+        writes_before,
+        "an unmanaged share never writes to the cloud"
+    );
+    assert_eq!(
+        cloud_members(&h, &id).await,
+        vec![(PARTNER_TENANT.to_string(), "pending".to_string())]
+    );
 }
