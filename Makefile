@@ -17,9 +17,11 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Regenerate crds/ from the Rust types in src/api.
+## Regenerate crds/, the chart's CRDs and deploy/ from src/api and the chart.
 crds:
 	$(CARGO) run -q -- crds --out-dir crds
+	$(CARGO) run -q -- crds --out-dir charts/cloudvol/crds
+	hack/helm.sh render-deploy
 
 ## Stop the control plane that tests and the demo leave running.
 control-plane-stop:

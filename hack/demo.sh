@@ -31,6 +31,16 @@ if not volumes:
     print("   (none)")'
 }
 
+# The emulator's images, one per line: id, name, status, visibility, protected.
+cloud_images() {
+  curl -s "$EMU/_admin/images" | python3 -c 'import json, sys
+images = json.load(sys.stdin)["images"]
+for i in images:
+    print("  ", i["id"], i["name"], i["status"], i["visibility"], "protected" if i["protected"] else "")
+if not images:
+    print("   (none)")'
+}
+
 stop_pid() {
   local file=$STATE/$1.pid
   if [ -f "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null; then
@@ -120,6 +130,32 @@ cloud_volumes
 step "Re-creating the demo volume, and observing it read-only through an unmanaged import"
 run kubectl apply -n "$NS" -f examples/10-volume.yaml -f examples/40-volume-import-unmanaged.yaml
 run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s cvol/demo-volume cvol/observed-volume
+run kubectl get cloudvol -n "$NS"
+
+step "A protected golden image made from the volume"
+run kubectl apply -n "$NS" -f examples/20-volume-image.yaml
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s vimg/golden-image
+run kubectl get cloudvol -n "$NS"
+IMAGE=$(kubectl get vimg -n "$NS" golden-image -o jsonpath='{.status.id}')
+
+step "The protected image is never deleted"
+run kubectl delete -n "$NS" vimg/golden-image --wait=false
+run kubectl wait -n "$NS" --for=condition=Stalled --timeout=60s vimg/golden-image
+run kubectl get -n "$NS" vimg golden-image \
+  -o jsonpath='{range .status.conditions[?(@.type=="Stalled")]}{.reason}: {.message}{"\n"}{end}'
+echo "The image is still in the cloud:"
+cloud_images
+
+step "Unprotecting it through the spec lets the deletion proceed"
+run kubectl patch -n "$NS" vimg golden-image --type merge -p '{"spec":{"resource":{"protected":false}}}'
+run kubectl wait -n "$NS" --for=delete --timeout=60s vimg/golden-image
+echo "Image $IMAGE is gone; the source volume is untouched:"
+cloud_images
+cloud_volumes
+
+step "Making the golden image again, to keep"
+run kubectl apply -n "$NS" -f examples/20-volume-image.yaml
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s vimg/golden-image
 run kubectl get cloudvol -n "$NS"
 
 step "The operator"

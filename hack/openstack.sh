@@ -32,7 +32,8 @@ RABBIT_BIN=/usr/lib/rabbitmq/bin
 # The processes, in the order they are stopped.
 SERVICES=(cinder-volume cinder-scheduler cinder-api glance keystone rabbitmq)
 
-log() { echo "openstack: $*" >&2; }
+T0=$SECONDS
+log() { echo "openstack: [$((SECONDS - T0))s] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not installed${2:+ ($2)}"; }
 
@@ -201,15 +202,42 @@ rabbit_ready() {
   "${RABBIT_ENV[@]}" "$RABBIT_BIN/rabbitmqctl" -q -n cloudvol@localhost await_startup --timeout 5 >/dev/null 2>&1
 }
 
+# Creates the sqlite database DB with CMD (a db_sync), or copies the empty-schema copy
+# kept next to the venv from an earlier run (the schema depends only on the pins;
+# this saves ~20 s of each start).
+synced_db() {
+  local name=$1 db=$2; shift 2
+  local template=$VENV/db-templates/$name.db
+  if [ -f "$template" ]; then
+    cp "$template" "$db"
+  else
+    "$@" || return 1
+    mkdir -p "$VENV/db-templates"
+    cp "$db" "$template.$$" && mv "$template.$$" "$template"
+  fi
+  # Write-ahead logging: readers never block the writer. Cinder's three
+  # processes share one database, and with sqlite's default journal a reader
+  # upgrading to a writer gets "database is locked" at once, busy timeout or not.
+  python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL").fetchall()' "$db"
+}
+
 setup_keystone() {
   local conf=$STATE/keystone/etc/keystone.conf km=(keystone-manage)
   mkdir -p "$STATE/keystone/etc" "$STATE/keystone/fernet-keys" "$STATE/keystone/credential-keys"
+  chmod 700 "$STATE/keystone/fernet-keys" "$STATE/keystone/credential-keys"
   render "$HERE/etc/keystone.conf" "$conf"
   km=("$VENV/bin/keystone-manage" --config-file "$conf")
   {
-    "${km[@]}" db_sync
-    "${km[@]}" fernet_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
-    "${km[@]}" credential_setup --keystone-user "$(id -un)" --keystone-group "$(id -gn)"
+    synced_db keystone "$STATE/keystone/keystone.db" "${km[@]}" db_sync
+    # What fernet_setup and credential_setup write (a staged key 0 and a primary
+    # key 1), without two more keystone-manage start-ups.
+    python3 -c 'import base64, os, sys
+for d in sys.argv[1:]:
+    for n in ("0", "1"):
+        p = os.path.join(d, n)
+        with open(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(base64.urlsafe_b64encode(os.urandom(32)).decode())' \
+      "$STATE/keystone/fernet-keys" "$STATE/keystone/credential-keys"
     "${km[@]}" bootstrap --bootstrap-password "$ADMIN_PASSWORD" \
       --bootstrap-username admin --bootstrap-project-name admin \
       --bootstrap-role-name admin --bootstrap-service-name keystone \
@@ -226,7 +254,8 @@ setup_glance() {
   mkdir -p "$etc" "$STATE/glance/images" "$STATE/glance/staging" "$STATE/glance/tasks" "$STATE/glance/locks"
   render "$HERE/etc/glance-api.conf" "$etc/glance-api.conf"
   cp "$VENV/etc/glance/glance-api-paste.ini" "$etc/"
-  "$VENV/bin/glance-manage" --config-file "$etc/glance-api.conf" db_sync \
+  synced_db glance "$STATE/glance/glance.db" \
+    "$VENV/bin/glance-manage" --config-file "$etc/glance-api.conf" db_sync \
     >>"$STATE/logs/glance-manage.log" 2>&1 || die "glance-manage db_sync failed; see $STATE/logs/glance-manage.log:
 $(tail -n 20 "$STATE/logs/glance-manage.log")"
 }
@@ -237,7 +266,8 @@ setup_cinder() {
   render "$HERE/etc/cinder.conf" "$etc/cinder.conf"
   # Without resource_filters.json every `?name=` list query is a 400.
   cp "$VENV/etc/cinder/api-paste.ini" "$VENV/etc/cinder/resource_filters.json" "$etc/"
-  "$VENV/bin/cinder-manage" --config-file "$etc/cinder.conf" db sync \
+  synced_db cinder "$STATE/cinder/cinder.db" \
+    "$VENV/bin/cinder-manage" --config-file "$etc/cinder.conf" db sync \
     >>"$STATE/logs/cinder-manage.log" 2>&1 || die "cinder-manage db sync failed; see $STATE/logs/cinder-manage.log:
 $(tail -n 20 "$STATE/logs/cinder-manage.log")"
 }
@@ -366,21 +396,34 @@ start() {
   setup_glance & local g=$!
   setup_cinder & local c=$!
   wait $k || exit 1
+  log "keystone database ready"
   gunicorn keystone "$KEYSTONE_PORT" wsgi_keystone:application OS_KEYSTONE_CONFIG_DIR="$STATE/keystone/etc"
   wait $g || exit 1
   wait $c || exit 1
+  log "glance and cinder databases ready"
   gunicorn glance "$GLANCE_PORT" wsgi_glance:application OS_GLANCE_CONFIG_DIR="$STATE/glance/etc"
   wait_until "RabbitMQ" 120 rabbitmq rabbit_ready
+  log "rabbitmq ready"
   local conf=$STATE/cinder/etc/cinder.conf
   gunicorn cinder-api "$CINDER_PORT" wsgi_cinder:application CLOUDVOL_CINDER_CONF="$conf"
-  spawn cinder-scheduler env PYTHONPATH="$HERE" "$VENV/bin/cinder-scheduler" --config-file "$conf"
-  spawn cinder-volume env PYTHONPATH="$HERE" "$VENV/bin/cinder-volume" --config-file "$conf"
+  spawn cinder-volume env PYTHONPATH="$HERE" "$VENV/bin/python" "$HERE/run_cinder.py" volume --config-file "$conf"
 
+  # The scheduler learns a backend's pools when the volume service reports, which
+  # it does once at start and then every 60 s, or when a starting scheduler asks.
+  # Start the scheduler once the volume service listens, so that it asks and gets
+  # an answer at once; in the other order the first create can wait a minute.
+  wait_until "cinder-volume" 180 cinder-volume \
+    grep -q "Driver post RPC initialization completed" "$STATE/logs/cinder-volume.log"
+  spawn cinder-scheduler env PYTHONPATH="$HERE" "$VENV/bin/python" "$HERE/run_cinder.py" scheduler --config-file "$conf"
+  log "cinder-volume listens"
   wait_until "Keystone" 120 keystone answers "$KEYSTONE_URL/v3"
+  log "keystone answers"
   "$VENV/bin/python" "$HERE/provision.py" keystone "$STATE/keystone/provisioned.json" \
     || die "provisioning Keystone failed (see above)"
+  log "keystone provisioned"
   wait_until "Glance" 120 glance answers "$GLANCE_URL/versions"
   wait_until "the Cinder API" 120 cinder-api answers "$CINDER_URL/"
+  log "glance and the cinder API answer"
   for s in cinder-scheduler cinder-volume; do
     alive "$s" || die "$s exited; see $STATE/logs/$s.log: $(tail -n 20 "$STATE/logs/$s.log")"
   done
@@ -396,20 +439,24 @@ start() {
 # Ends each service's whole process group (gunicorn workers, cinder-volume's
 # backend child, privsep helpers, the Erlang VM's helpers), then RabbitMQ's epmd.
 stop_processes() {
-  local s pid
+  local s pid pids=()
+  # TERM every group at once (each takes 1-3 s to finish), then KILL what is left.
   for s in "${SERVICES[@]}"; do
     [ -f "$STATE/run/$s.pid" ] || continue
     pid=$(cat "$STATE/run/$s.pid")
-    if kill -TERM -- "-$pid" 2>/dev/null; then
-      for _ in $(seq 1 100); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
+    kill -TERM -- "-$pid" 2>/dev/null && pids+=("$pid")
     rm -f "$STATE/run/$s.pid"
   done
+  for _ in $(seq 1 100); do
+    local left=0
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && left=1; done
+    [ $left = 1 ] || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   # The epmd that our node started on its own port (never the system's).
   if [ -f "$STATE/run/epmd.port" ]; then
-    ERL_EPMD_PORT=$(cat "$STATE/run/epmd.port") epmd -kill >/dev/null 2>&1 \
-      || ERL_EPMD_PORT=$(cat "$STATE/run/epmd.port") /usr/lib/erlang/bin/epmd -kill >/dev/null 2>&1 || true
+    ERL_EPMD_PORT=$(cat "$STATE/run/epmd.port") epmd -kill >/dev/null 2>&1 || true
   fi
 }
 
@@ -422,11 +469,23 @@ stop() {
   log "stopped"
 }
 
+# Resident memory of a service's process group, in MiB.
+rss_mib() { ps -o rss= -g "$1" 2>/dev/null | awk '{s += $1} END {printf "%d", s / 1024}'; }
+
 status() {
-  local s ok=0
+  local s pid ok=0 total=0 mib
   for s in "${SERVICES[@]}"; do
-    if alive "$s"; then log "$s: running (pid $(cat "$STATE/run/$s.pid"))"; else log "$s: not running"; ok=1; fi
+    if alive "$s"; then
+      pid=$(cat "$STATE/run/$s.pid")
+      mib=$(rss_mib "$pid")
+      total=$((total + mib))
+      log "$s: running (pid $pid, ${mib} MiB resident)"
+    else
+      log "$s: not running"
+      ok=1
+    fi
   done
+  log "total: ${total} MiB resident"
   [ $ok = 0 ] && ready
 }
 

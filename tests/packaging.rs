@@ -8,8 +8,7 @@
 
 mod support;
 
-#[path = "support/gitops.rs"]
-mod gitops;
+use support::gitops;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -1520,9 +1519,6 @@ async fn operator_works_under_the_charts_cluster_rbac() {
     operator_works_under_the_charts_rbac("packaging-operator", &[]).await;
 }
 
-// `cloudvol run` checks at startup that it can list Volumes, cluster-wide, which namespaced RBAC
-// refuses (src/operator/mod.rs). Remove this once that check lists in a watched namespace.
-#[ignore = "cloudvol run lists Volumes cluster-wide at startup, which namespaced RBAC refuses"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_works_under_the_charts_namespaced_rbac() {
     operator_works_under_the_charts_rbac("packaging-operator-ns", &["rbac.scope=namespaced"]).await;

@@ -45,6 +45,8 @@ fn main() {
 }
 
 async fn run(base: String) {
+    // See emulator/tests/http/common.rs: in the workspace build reqwest needs a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()

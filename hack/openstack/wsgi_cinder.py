@@ -9,4 +9,5 @@ import sys
 
 sys.argv = ['cinder-api', '--config-file', os.environ['CLOUDVOL_CINDER_CONF']]
 
+import cloudvol_sqlite  # noqa: E402,F401  (BEGIN IMMEDIATE; see the module)
 from cinder.wsgi.api import application  # noqa: E402,F401

@@ -8,4 +8,5 @@ import sys
 
 sys.argv = [sys.argv[0]]
 
+import cloudvol_sqlite  # noqa: E402,F401  (BEGIN IMMEDIATE; see the module)
 from keystone.wsgi.api import application  # noqa: E402,F401

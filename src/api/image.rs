@@ -175,9 +175,14 @@ pub struct VolumeImageResource {
         ]
     }))]
     pub tags: Vec<String>,
-    /// Custom key/value properties on the image.
+    /// Custom key/value properties on the image, such as `os_type: linux`. Keys that name the
+    /// image's own attributes (`name`, `tags`, `visibility`, ...) are set through their fields.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(k, size(k) <= 255 && !(k in ['id', 'name', 'status', 'visibility', 'protected', 'tags', 'owner', 'checksum', 'size', 'virtual_size', 'disk_format', 'container_format', 'min_disk', 'min_ram', 'created_at', 'updated_at', 'file', 'self', 'schema', 'locations', 'direct_url', 'os_hidden', 'os_hash_algo', 'os_hash_value']))",
+         "message": "properties may not set the image's own attributes (name, tags, visibility, protected, formats, ...): use their fields; keys are at most 255 characters"}
+    ]))]
     #[schemars(extend("additionalProperties" = {"type": "string", "maxLength": 255}))]
     pub properties: BTreeMap<String, String>,
 }
@@ -201,6 +206,19 @@ pub enum ContainerFormat {
     Aki,
     /// Amazon ramdisk image.
     Ari,
+}
+
+impl ContainerFormat {
+    /// The name the cloud uses.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContainerFormat::Bare => "bare",
+            ContainerFormat::Ovf => "ovf",
+            ContainerFormat::Ami => "ami",
+            ContainerFormat::Aki => "aki",
+            ContainerFormat::Ari => "ari",
+        }
+    }
 }
 
 /// Who can see an image.
@@ -234,6 +252,10 @@ pub struct VolumeImageStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub source_volume_id: Option<String>,
+    /// When cloudvol asked the cloud to make the image, written before the request: if its
+    /// answer is lost, cloudvol finds the image the request made instead of uploading again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_requested_at: Option<String>,
     /// The image as the cloud last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ObservedImage>,

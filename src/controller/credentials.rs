@@ -19,8 +19,8 @@ pub const CACERT_KEY: &str = "cacert";
 /// resources, so that `kubectl delete -f dir/` cannot strand them.
 pub const SECRET_FINALIZER: &str = "cloudvol.dev/credentials-in-use";
 
-/// Why credentials could not be loaded: a Stalled health naming the Secret and the key, or an
-/// API error to retry.
+/// Why the cloud cannot be reached with an object's credentials: a Stalled health naming the
+/// Secret and the key (or the cloud's refusal of them), or an API error to retry.
 pub enum LoadError {
     Stalled(Health),
     Api(Error),

@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -230,47 +231,64 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    // One line per kind; the kinds run side by side.
-    let kinds: Vec<futures::future::BoxFuture<'static, ()>> = vec![
-        Box::pin(run_kind::<crate::api::Volume, _, _>(
+    futures::join!(
+        run_kind(
             ctx.clone(),
             volume::reconcile,
-            shutdown.clone(),
-        )),
-        Box::pin(run_kind::<crate::api::ImageShare, _, _>(
+            volume::relations,
+            shutdown.clone()
+        ),
+        run_kind(
+            ctx.clone(),
+            image::reconcile,
+            image::relations,
+            shutdown.clone()
+        ),
+        run_kind(
             ctx.clone(),
             share::reconcile,
-            shutdown.clone(),
-        )),
-    ];
-    futures::future::join_all(kinds).await;
+            share::relations,
+            shutdown.clone()
+        ),
+    );
 }
 
 /// Runs one kind's controller over the configured namespaces until `shutdown` resolves.
 pub async fn run_kind<K, F, Fut>(
     ctx: Arc<Context>,
     reconcile: F,
+    relations: Relations<K>,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
 ) where
     K: CloudKind,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {
-    let apis: Vec<Api<DeserializeGuard<K>>> = if ctx.settings.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
+    let scopes: Vec<Scope> = if ctx.settings.namespaces.is_empty() {
+        vec![Scope {
+            client: ctx.client.clone(),
+            namespace: None,
+        }]
     } else {
         ctx.settings
             .namespaces
             .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .map(|ns| Scope {
+                client: ctx.client.clone(),
+                namespace: Some(ns.clone()),
+            })
             .collect()
     };
     let kind = K::kind(&()).to_string();
-    let runs = apis.into_iter().map(|api| {
+    let runs = scopes.into_iter().map(|scope| {
         let ctx = ctx.clone();
         let reconcile = reconcile.clone();
         let kind = kind.clone();
-        Controller::new(api, watcher::Config::default().any_semantic())
+        let controller = Controller::new(
+            scope.api::<DeserializeGuard<K>>(),
+            watcher::Config::default().any_semantic(),
+        );
+        relations(controller, &scope)
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
             )
@@ -299,6 +317,49 @@ pub async fn run_kind<K, F, Fut>(
     });
     futures::future::join_all(runs).await;
     info!(kind = %kind, "controller stopped");
+}
+
+/// A kind's controller, as the watch machinery sees it.
+pub type KindController<K> = Controller<DeserializeGuard<K>>;
+
+/// Adds the watches that make changes of related kinds reconcile a kind.
+pub type Relations<K> = fn(KindController<K>, &Scope) -> KindController<K>;
+
+/// Where one controller watches: every namespace, or one.
+pub struct Scope {
+    client: Client,
+    namespace: Option<String>,
+}
+
+impl Scope {
+    /// An API for `C` in this scope.
+    pub fn api<C>(&self) -> Api<C>
+    where
+        C: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+    {
+        match &self.namespace {
+            Some(namespace) => Api::namespaced(self.client.clone(), namespace),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// The default watch configuration of related kinds.
+    pub fn watch(&self) -> watcher::Config {
+        watcher::Config::default().any_semantic()
+    }
+}
+
+/// The object of kind `K` named `name` in the namespace of `related`, for watches that map
+/// one kind's changes to another's reconciles.
+pub fn object_ref<K: CloudKind, R: ResourceExt>(
+    name: &str,
+    related: &R,
+) -> ObjectRef<DeserializeGuard<K>> {
+    let reference = ObjectRef::new(name);
+    match related.namespace() {
+        Some(namespace) => reference.within(&namespace),
+        None => reference,
+    }
 }
 
 /// Skips (and reports) objects that do not deserialize, so one malformed object cannot stop

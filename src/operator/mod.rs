@@ -128,8 +128,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     tokio::spawn(serve_endpoints(listener, metrics.clone(), ready.clone()));
 
-    // The API must answer and the CRDs must be installed before this replica is ready.
-    Api::<Volume>::all(client.clone())
+    // The API must answer and the CRDs must be installed before this replica is ready. With
+    // per-namespace RBAC only the watched namespaces may be listed.
+    let probe: Api<Volume> = match args.settings().namespaces.first() {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    probe
         .list(&ListParams::default().limit(1))
         .await
         .map_err(|err| format!("cannot list Volumes: is the cloudvol CRD installed? {err}"))?;

@@ -2,6 +2,7 @@
 //! namespace per test so that tests run in parallel without seeing each other.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod gitops;
 pub mod harness;
 
 use std::path::{Path, PathBuf};

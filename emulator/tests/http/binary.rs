@@ -31,7 +31,7 @@ async fn prints_its_address_first_and_serves_the_demo_tenants() {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    let resp = reqwest::Client::new()
+    let resp = crate::common::client()
         .post(format!("{base}/identity/v2.0/tokens"))
         .json(
             &serde_json::json!({"auth": {"tenantId": "6cdebe3eb0094910bc41f1d42ebe4cb7",
@@ -57,7 +57,7 @@ async fn reads_a_yaml_config() {
     let path_str = path.to_string_lossy().to_string();
     let (mut child, line) = first_line(&["--listen", "127.0.0.1:0", "--config", &path_str]).await;
     let base = line.trim().trim_start_matches("listening on ").to_string();
-    let resp: serde_json::Value = reqwest::Client::new()
+    let resp: serde_json::Value = crate::common::client()
         .post(format!("{base}/identity/v2.0/tokens"))
         .json(
             &serde_json::json!({"auth": {"tenantId": "0123456789abcdef0123456789abcdef",

@@ -11,6 +11,14 @@ pub const DEMO: &str = "6cdebe3eb0094910bc41f1d42ebe4cb7";
 pub const PARTNER: &str = "8989447062e04a818baf9e073fd04fa7";
 pub const THIRD: &str = "0123456789abcdef0123456789abcdef";
 
+/// An HTTP client for the tests. Installs a TLS crypto provider first: when the workspace is
+/// built together, reqwest carries the operator's provider-less rustls, and refuses to build a
+/// client without one.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub struct Env {
     pub emu: Emulator,
     pub base: String,
@@ -64,7 +72,7 @@ pub async fn start_with(config: Config) -> Env {
     Env {
         emu,
         base,
-        http: reqwest::Client::new(),
+        http: client(),
     }
 }
 

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
@@ -24,7 +26,9 @@ use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
 use crate::controller::credentials::{self, LoadError};
 use crate::controller::report::DELETED_REASON;
-use crate::controller::{CloudKind, Context, Error, Report, cloud_error_health, with_finalizer};
+use crate::controller::{
+    CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
+};
 use decide::{
     DeleteStep, Observed, Wanted, Write, counts, decide, decide_delete, image_from_ref,
     image_unreadable, member_credentials_mismatch, observed_members, visibility_refused,
@@ -59,6 +63,39 @@ impl CloudKind for ImageShare {
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default()
     }
+}
+
+/// An ImageShare also reconciles when the VolumeImage its `imageRef` names changes: it waits
+/// for that VolumeImage to be Ready, and shares its image then.
+pub fn relations(
+    controller: Controller<DeserializeGuard<ImageShare>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<ImageShare>> {
+    let store = controller.store();
+    controller.watches(
+        scope.api::<DeserializeGuard<VolumeImage>>(),
+        scope.watch(),
+        move |image| {
+            let Ok(image) = image.0 else {
+                return Vec::new();
+            };
+            let name = image.name_any();
+            store
+                .state()
+                .iter()
+                .filter_map(|share| share.0.as_ref().ok())
+                .filter(|share| share.namespace() == image.namespace())
+                .filter(|share| {
+                    share
+                        .spec
+                        .image_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+                })
+                .map(|share| object_ref::<ImageShare, _>(&share.name_any(), share))
+                .collect()
+        },
+    )
 }
 
 /// Reconciles one ImageShare.

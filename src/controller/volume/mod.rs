@@ -6,19 +6,23 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use crate::api::{
     CloudCredentialsRef, DeletionPolicy, ManagementPolicy, ObservedVolume, Volume,
-    VolumeAttachment, VolumeStatus,
+    VolumeAttachment, VolumeImage, VolumeStatus,
 };
 use crate::cloud::model::{CreateVolume, NhnEncryptionRequest, Volume as CloudVolume, VolumeQuery};
 use crate::cloud::{BlockStorage, CloudError};
 use crate::controller::conditions::Health;
 use crate::controller::credentials::{self, LoadError};
 use crate::controller::report::DELETED_REASON;
-use crate::controller::{CloudKind, Context, Error, Report, cloud_error_health, with_finalizer};
+use crate::controller::{
+    CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
+};
 use decide::{DeleteStep, UID_MARK, Wanted, Write, decide, decide_delete, delete_refused};
 
 impl CloudKind for Volume {
@@ -44,6 +48,23 @@ impl CloudKind for Volume {
     }
 }
 
+/// A Volume is looked at again when a VolumeImage made from it changes (an upload turns the
+/// volume `uploading` and back).
+pub fn relations(
+    controller: Controller<DeserializeGuard<Volume>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<Volume>> {
+    controller.watches(
+        scope.api::<DeserializeGuard<VolumeImage>>(),
+        scope.watch(),
+        |image| {
+            let object = image.0.ok()?;
+            let source = object.spec.resource.as_ref()?.volume_ref.as_ref()?;
+            Some(object_ref::<Volume, _>(&source.name, &object))
+        },
+    )
+}
+
 /// Reconciles one Volume.
 pub async fn reconcile(volume: Arc<Volume>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ctx = &ctx;
@@ -67,14 +88,6 @@ enum Located {
     ImportMissing(String),
     /// A filter import matched several volumes.
     Ambiguous(Vec<String>),
-}
-
-/// Why the cloud cannot be reached with the object's credentials.
-enum Unusable {
-    /// A problem a person must fix, as the health to report.
-    Report(Health),
-    /// The Kubernetes API failed; retry.
-    Api(Error),
 }
 
 struct Reconcile<'a> {
@@ -105,8 +118,8 @@ impl<'a> Reconcile<'a> {
     async fn apply(&self) -> Result<Action, Error> {
         let storage = match self.connect().await {
             Ok(storage) => storage,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => return self.finish(None, &health, false).await,
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => return self.finish(None, &health, false).await,
         };
         if self.volume.needs_cloud_to_delete() {
             let secret = &self.volume.spec.cloud_credentials_ref.secret_name;
@@ -218,15 +231,11 @@ impl<'a> Reconcile<'a> {
 
     /// Loads the credentials and picks the block-storage client. A problem a person must fix
     /// comes back as the health to report.
-    async fn connect(&self) -> Result<Arc<dyn BlockStorage>, Unusable> {
+    async fn connect(&self) -> Result<Arc<dyn BlockStorage>, LoadError> {
         let reference = &self.volume.spec.cloud_credentials_ref;
-        let creds = match credentials::load(&self.ctx.client, &self.namespace, reference).await {
-            Ok(creds) => creds,
-            Err(LoadError::Api(err)) => return Err(Unusable::Api(err)),
-            Err(LoadError::Stalled(health)) => return Err(Unusable::Report(health)),
-        };
+        let creds = credentials::load(&self.ctx.client, &self.namespace, reference).await?;
         self.ctx.connector.block_storage(&creds).map_err(|err| {
-            Unusable::Report(cloud_error_health(
+            LoadError::Stalled(cloud_error_health(
                 "cannot use these credentials for block storage",
                 &err,
             ))
@@ -402,8 +411,8 @@ impl<'a> Reconcile<'a> {
         }
         let storage = match self.connect().await {
             Ok(storage) => storage,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => return self.hold(None, &health, false).await,
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => return self.hold(None, &health, false).await,
         };
         let current_id = self.volume.status.as_ref().and_then(|s| s.id.clone());
         let cloud_volume = match self.locate(storage.as_ref(), current_id.as_deref()).await {

@@ -1,0 +1,638 @@
+//! The VolumeImage rules, as pure functions from the spec and what the cloud reported to the
+//! next step.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::api::{ImageVisibility, VolumeImageResource};
+use crate::cloud::model::{Image, ImageStatus, PatchOp, VolumeStatus};
+use crate::controller::conditions::Health;
+
+/// The tag that marks an image as made for one Kubernetes object (its UID), so that an upload
+/// is never repeated for the same object (DESIGN.md §5). Glance tags are free strings; this one
+/// avoids `/`, which would have to travel in a URL path.
+pub fn uid_tag(uid: &str) -> String {
+    format!("cloudvol-uid:{uid}")
+}
+
+/// Whether a tag is one of cloudvol's marks.
+fn is_mark(tag: &str) -> bool {
+    tag.starts_with("cloudvol-uid:")
+}
+
+/// How an image status bears on the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusClass {
+    Usable,
+    Transitional,
+    NeedsPerson,
+}
+
+/// Classifies an image status (seed 004 lists six; Glance adds a few).
+pub fn classify(status: &ImageStatus) -> StatusClass {
+    use ImageStatus::*;
+    match status {
+        Active => StatusClass::Usable,
+        Queued | Saving | Uploading | Importing => StatusClass::Transitional,
+        Killed | Deleted | PendingDelete | Deactivated | Unknown(_) => StatusClass::NeedsPerson,
+    }
+}
+
+/// The condition reason for an image status: CamelCase, or `UnknownStatus`.
+pub fn status_reason(status: &ImageStatus) -> String {
+    match status {
+        ImageStatus::Unknown(_) => "UnknownStatus".into(),
+        known => known
+            .as_str()
+            .split('_')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    }
+}
+
+/// The health an image status alone implies.
+pub fn status_health(image: &Image) -> Health {
+    let reason = status_reason(&image.status);
+    let status = image.status.as_str();
+    match classify(&image.status) {
+        StatusClass::Usable => Health::ready(reason, format!("image {} is active", image.id)),
+        StatusClass::Transitional => Health::reconciling(
+            reason,
+            format!(
+                "image {} is {status}; waiting for the cloud to finish it",
+                image.id
+            ),
+        ),
+        StatusClass::NeedsPerson => Health::stalled(
+            reason,
+            match &image.status {
+                ImageStatus::Killed => format!(
+                    "image {} is killed: the cloud failed to make it; delete this VolumeImage \
+                     and create it again",
+                    image.id
+                ),
+                ImageStatus::Unknown(_) => format!(
+                    "the cloud reports image {} in status {status:?}, which cloudvol does not \
+                     know",
+                    image.id
+                ),
+                _ => format!("image {} is {status}; it cannot be used", image.id),
+            },
+        ),
+    }
+}
+
+/// Whether to wait before uploading the source volume; `None` means go ahead. Only states the
+/// cloud leaves by itself wait: for every other state (an attached volume without `force`, an
+/// error state) the cloud's own refusal is what a person gets to read.
+pub fn source_volume_wait(volume_id: &str, status: &VolumeStatus) -> Option<Health> {
+    match status {
+        VolumeStatus::Creating
+        | VolumeStatus::Attaching
+        | VolumeStatus::Detaching
+        | VolumeStatus::Extending
+        | VolumeStatus::Uploading
+        | VolumeStatus::Downloading
+        | VolumeStatus::Retyping
+        | VolumeStatus::Maintenance
+        | VolumeStatus::BackingUp
+        | VolumeStatus::RestoringBackup => Some(Health::reconciling(
+            "WaitingForVolume",
+            format!(
+                "volume {volume_id} is {}; the upload starts once it is available",
+                status.as_str()
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The one cloud write a reconcile makes next on an existing image.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Lift `protected` so that NHN lets the other changes through (re-protected after).
+    Unprotect,
+    /// One JSON-patch of name, visibility, tags and properties.
+    Patch(Vec<PatchOp>),
+    /// Set `protected` as the spec asks.
+    Protect(bool),
+}
+
+/// What to do about an existing image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub write: Option<Write>,
+    pub health: Health,
+}
+
+/// What the object asks of an existing image.
+pub struct Wanted<'a> {
+    /// `None` when the object only observes.
+    pub resource: Option<&'a VolumeImageResource>,
+    /// The object's mark, for images cloudvol made; `None` for adopted images.
+    pub mark: Option<&'a str>,
+    pub paused: bool,
+}
+
+/// Compares the spec with the image and picks the next write.
+pub fn decide(wanted: &Wanted<'_>, image: &Image) -> Decision {
+    let observed = status_health(image);
+    let Some(resource) = wanted.resource else {
+        return Decision {
+            write: None,
+            health: observed,
+        };
+    };
+    if !observed.is_ready() {
+        return Decision {
+            write: None,
+            health: observed,
+        };
+    }
+    let ops = patch_ops(resource, wanted.mark, image);
+    let protect = resource.protected.filter(|p| *p != image.protected);
+    let write = if !ops.is_empty() {
+        // NHN refuses to modify a protected image, except to unprotect it.
+        if image.protected {
+            Some(Write::Unprotect)
+        } else {
+            Some(Write::Patch(ops))
+        }
+    } else {
+        protect.map(Write::Protect)
+    };
+    let Some(write) = write else {
+        return Decision {
+            write: None,
+            health: observed,
+        };
+    };
+    let pending = match &write {
+        Write::Unprotect => "lift protected to change the image, then protect it again".to_string(),
+        Write::Patch(ops) => format!("change the image's {}", fields(ops)),
+        Write::Protect(true) => "protect the image".to_string(),
+        Write::Protect(false) => "unprotect the image".to_string(),
+    };
+    if wanted.paused {
+        return Decision {
+            write: None,
+            health: Health::stalled(
+                "Paused",
+                format!(
+                    "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not \
+                     {pending}; remove the annotation to continue"
+                ),
+            ),
+        };
+    }
+    Decision {
+        write: Some(write),
+        health: Health::reconciling(
+            "Updating",
+            format!("cloudvol is asking the cloud to {pending}"),
+        ),
+    }
+}
+
+fn fields(ops: &[PatchOp]) -> String {
+    let names: BTreeSet<&str> = ops
+        .iter()
+        .map(|op| match op {
+            PatchOp::Add { path, .. }
+            | PatchOp::Replace { path, .. }
+            | PatchOp::Remove { path } => match path.as_str() {
+                "/name" => "name",
+                "/visibility" => "visibility",
+                "/tags" => "tags",
+                _ => "properties",
+            },
+        })
+        .collect();
+    names.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// The JSON-patch that brings name, visibility, tags and properties to the spec. Tags: an
+/// image cloudvol made carries exactly the spec's tags and its mark; an adopted image keeps
+/// tags it already had. Properties: the spec's are set; others (the cloud's own, such as
+/// `os_type`) are kept.
+fn patch_ops(resource: &VolumeImageResource, mark: Option<&str>, image: &Image) -> Vec<PatchOp> {
+    let mut ops = Vec::new();
+    if image.name.as_deref() != Some(resource.name.as_str()) {
+        ops.push(PatchOp::replace("name", resource.name.clone()));
+    }
+    if let Some(visibility) = resource.visibility {
+        let wanted = match visibility {
+            ImageVisibility::Private => "private",
+            ImageVisibility::Shared => "shared",
+        };
+        if image.visibility.as_str() != wanted {
+            ops.push(PatchOp::replace("visibility", wanted));
+        }
+    }
+    let current: BTreeSet<&str> = image.tags.iter().map(String::as_str).collect();
+    let mut tags: BTreeSet<&str> = resource.tags.iter().map(String::as_str).collect();
+    match mark {
+        Some(mark) => {
+            tags.insert(mark);
+            // Marks of other objects are not ours to drop.
+            tags.extend(current.iter().filter(|t| is_mark(t) && **t != mark));
+        }
+        None => tags.extend(current.iter()),
+    }
+    if tags != current {
+        ops.push(PatchOp::replace(
+            "tags",
+            tags.into_iter().collect::<Vec<_>>(),
+        ));
+    }
+    for (key, value) in &resource.properties {
+        match image.properties.get(key) {
+            Some(Value::String(v)) if v == value => {}
+            Some(_) => ops.push(PatchOp::replace(key, value.clone())),
+            None => ops.push(PatchOp::add(key, value.clone())),
+        }
+    }
+    ops
+}
+
+/// What to do about the image when the object is deleted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeleteStep {
+    Done,
+    Delete,
+    /// The spec unprotected the image: apply that first.
+    Unprotect,
+    Wait(Health),
+    Blocked(Health),
+}
+
+/// The deletion rules (DESIGN.md §4): never delete a protected image; once the spec sets
+/// `protected: false`, apply it, then delete. `shares` names the ImageShares that still share
+/// the image, with whether each is itself being deleted.
+pub fn decide_delete(
+    image: Option<&Image>,
+    spec_protected: Option<bool>,
+    shares: &[(String, bool)],
+    paused: bool,
+) -> DeleteStep {
+    let Some(image) = image else {
+        return DeleteStep::Done;
+    };
+    if !shares.is_empty() {
+        let names: Vec<&str> = shares.iter().map(|(n, _)| n.as_str()).collect();
+        let all_leaving = shares.iter().all(|(_, deleting)| *deleting);
+        let message = format!(
+            "ImageShare {} still shares image {}; the image is deleted after {}",
+            names.join(", "),
+            image.id,
+            if all_leaving {
+                "they finish"
+            } else {
+                "they are deleted: delete them first"
+            }
+        );
+        return if all_leaving {
+            DeleteStep::Wait(Health::reconciling("WaitingForImageShares", message))
+        } else {
+            DeleteStep::Blocked(Health::stalled("ReferencedByImageShare", message))
+        };
+    }
+    if paused {
+        return DeleteStep::Blocked(Health::stalled(
+            "Paused",
+            "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not delete the \
+             image; remove the annotation to continue",
+        ));
+    }
+    if image.protected {
+        if spec_protected == Some(false) {
+            return DeleteStep::Unprotect;
+        }
+        return DeleteStep::Blocked(Health::stalled(
+            "ImageProtected",
+            format!(
+                "image {} is protected, so cloudvol does not delete it; set \
+                 spec.resource.protected: false to let the deletion proceed",
+                image.id
+            ),
+        ));
+    }
+    match image.status {
+        ImageStatus::Queued
+        | ImageStatus::Saving
+        | ImageStatus::Uploading
+        | ImageStatus::Importing => DeleteStep::Wait(Health::reconciling(
+            status_reason(&image.status),
+            format!(
+                "image {} is {}; cloudvol deletes it once the cloud finishes",
+                image.id,
+                image.status.as_str()
+            ),
+        )),
+        ImageStatus::Deleted | ImageStatus::PendingDelete => DeleteStep::Done,
+        _ => DeleteStep::Delete,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::model::Visibility;
+
+    fn image(status: &str) -> Image {
+        Image {
+            id: "img-1".into(),
+            name: Some("golden".into()),
+            status: ImageStatus::parse(status),
+            visibility: Visibility::Private,
+            tags: vec![uid_tag("u1")],
+            ..Default::default()
+        }
+    }
+
+    fn resource() -> VolumeImageResource {
+        VolumeImageResource {
+            name: "golden".into(),
+            volume_id: Some("vol-1".into()),
+            disk_format: "raw".into(),
+            ..Default::default()
+        }
+    }
+
+    fn wanted<'a>(resource: &'a VolumeImageResource, mark: Option<&'a str>) -> Wanted<'a> {
+        Wanted {
+            resource: Some(resource),
+            mark,
+            paused: false,
+        }
+    }
+
+    /// Every status of seed 004 (and the ones Glance adds), and one nobody lists.
+    const STATUS_TABLE: &[(&str, StatusClass, &str)] = &[
+        ("queued", StatusClass::Transitional, "Queued"),
+        ("saving", StatusClass::Transitional, "Saving"),
+        ("active", StatusClass::Usable, "Active"),
+        ("killed", StatusClass::NeedsPerson, "Killed"),
+        ("deleted", StatusClass::NeedsPerson, "Deleted"),
+        ("pending_delete", StatusClass::NeedsPerson, "PendingDelete"),
+        ("deactivated", StatusClass::NeedsPerson, "Deactivated"),
+        ("uploading", StatusClass::Transitional, "Uploading"),
+        ("importing", StatusClass::Transitional, "Importing"),
+        ("melting", StatusClass::NeedsPerson, "UnknownStatus"),
+    ];
+
+    #[test]
+    fn every_image_status_maps_to_one_condition() {
+        assert_eq!(STATUS_TABLE.len(), ImageStatus::KNOWN.len() + 1);
+        for (status, class, reason) in STATUS_TABLE {
+            let img = image(status);
+            assert_eq!(&classify(&img.status), class, "{status}");
+            let health = status_health(&img);
+            assert_eq!(health.reason(), *reason);
+            let expected = match class {
+                StatusClass::Usable => health.is_ready(),
+                StatusClass::Transitional => health.is_reconciling(),
+                StatusClass::NeedsPerson => health.is_stalled(),
+            };
+            assert!(expected, "{status}: {health:?}");
+        }
+    }
+
+    #[test]
+    fn a_matching_active_image_is_ready() {
+        let r = resource();
+        let mark = uid_tag("u1");
+        let d = decide(&wanted(&r, Some(&mark)), &image("active"));
+        assert_eq!(d.write, None);
+        assert!(d.health.is_ready(), "{:?}", d.health);
+    }
+
+    #[test]
+    fn changes_are_one_patch_and_protection_comes_last() {
+        let mut r = resource();
+        r.name = "golden-2".into();
+        r.visibility = Some(ImageVisibility::Shared);
+        r.tags = vec!["base".into()];
+        r.properties.insert("os_type".into(), "linux".into());
+        r.protected = Some(true);
+        let mark = uid_tag("u1");
+        let img = image("active");
+        let d = decide(&wanted(&r, Some(&mark)), &img);
+        let Some(Write::Patch(ops)) = d.write else {
+            panic!("a patch first: {:?}", d.write)
+        };
+        assert_eq!(
+            ops,
+            vec![
+                PatchOp::replace("name", "golden-2"),
+                PatchOp::replace("visibility", "shared"),
+                PatchOp::replace("tags", vec!["base".to_string(), mark.clone()]),
+                PatchOp::add("os_type", "linux"),
+            ]
+        );
+        assert_eq!(d.health.reason(), "Updating");
+        // Once the patch is in, protection follows.
+        let mut patched = img.clone();
+        patched.name = Some("golden-2".into());
+        patched.visibility = Visibility::Shared;
+        patched.tags = vec!["base".into(), mark.clone()];
+        patched.properties.insert("os_type".into(), "linux".into());
+        let d = decide(&wanted(&r, Some(&mark)), &patched);
+        assert_eq!(d.write, Some(Write::Protect(true)));
+        patched.protected = true;
+        assert!(decide(&wanted(&r, Some(&mark)), &patched).health.is_ready());
+    }
+
+    #[test]
+    fn a_protected_image_is_unprotected_before_a_change_and_protected_again() {
+        let mut r = resource();
+        r.protected = Some(true);
+        r.tags = vec!["new".into()];
+        let mark = uid_tag("u1");
+        let mut img = image("active");
+        img.protected = true;
+        assert_eq!(
+            decide(&wanted(&r, Some(&mark)), &img).write,
+            Some(Write::Unprotect)
+        );
+        img.protected = false;
+        assert!(matches!(
+            decide(&wanted(&r, Some(&mark)), &img).write,
+            Some(Write::Patch(_))
+        ));
+        img.tags = vec!["new".into(), mark.clone()];
+        assert_eq!(
+            decide(&wanted(&r, Some(&mark)), &img).write,
+            Some(Write::Protect(true))
+        );
+    }
+
+    #[test]
+    fn an_adopted_image_keeps_its_own_tags_and_other_objects_marks_stay() {
+        let mut r = resource();
+        r.tags = vec!["mine".into()];
+        let mut img = image("active");
+        img.tags = vec!["theirs".into()];
+        let Some(Write::Patch(ops)) = decide(&wanted(&r, None), &img).write else {
+            panic!()
+        };
+        assert_eq!(
+            ops,
+            vec![PatchOp::replace(
+                "tags",
+                vec!["mine".to_string(), "theirs".to_string()]
+            )]
+        );
+
+        let mut img = image("active");
+        img.tags = vec![uid_tag("u1"), uid_tag("other"), "stale".into()];
+        let mark = uid_tag("u1");
+        let Some(Write::Patch(ops)) = decide(&wanted(&r, Some(&mark)), &img).write else {
+            panic!()
+        };
+        assert_eq!(
+            ops,
+            vec![PatchOp::replace(
+                "tags",
+                vec![uid_tag("other"), mark.clone(), "mine".to_string()]
+                    .into_iter()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+            )]
+        );
+    }
+
+    #[test]
+    fn unset_visibility_and_protected_are_left_alone() {
+        let r = resource();
+        let mark = uid_tag("u1");
+        let mut img = image("active");
+        img.visibility = Visibility::Shared;
+        img.protected = true;
+        assert_eq!(decide(&wanted(&r, Some(&mark)), &img).write, None);
+    }
+
+    #[test]
+    fn paused_and_observe_only_never_write() {
+        let mut r = resource();
+        r.name = "renamed".into();
+        let mark = uid_tag("u1");
+        let paused = Wanted {
+            resource: Some(&r),
+            mark: Some(&mark),
+            paused: true,
+        };
+        let d = decide(&paused, &image("active"));
+        assert_eq!((d.write, d.health.reason()), (None, "Paused"));
+        let observe = Wanted {
+            resource: None,
+            mark: None,
+            paused: false,
+        };
+        assert_eq!(decide(&observe, &image("active")).write, None);
+    }
+
+    #[test]
+    fn source_volume_table() {
+        let cases = [
+            ("available", None),
+            ("in-use", None),
+            ("error", None),
+            ("creating", Some("WaitingForVolume")),
+            ("uploading", Some("WaitingForVolume")),
+            ("extending", Some("WaitingForVolume")),
+            ("detaching", Some("WaitingForVolume")),
+        ];
+        for (status, want) in cases {
+            let got = source_volume_wait("vol-1", &VolumeStatus::parse(status));
+            assert_eq!(got.as_ref().map(|h| h.reason()), want, "{status}");
+        }
+    }
+
+    #[test]
+    fn delete_table() {
+        let protected = |status: &str| {
+            let mut i = image(status);
+            i.protected = true;
+            i
+        };
+        let leaving = vec![("share-a".to_string(), true)];
+        let staying = vec![
+            ("share-a".to_string(), true),
+            ("share-b".to_string(), false),
+        ];
+        type Case = (
+            Option<Image>,
+            Option<bool>,
+            Vec<(String, bool)>,
+            bool,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (None, None, vec![], false, "Done"),
+            (Some(image("active")), None, vec![], false, "Delete"),
+            (Some(image("killed")), None, vec![], false, "Delete"),
+            (Some(image("queued")), None, vec![], false, "Wait:Queued"),
+            (Some(image("saving")), None, vec![], false, "Wait:Saving"),
+            (Some(image("deleted")), None, vec![], false, "Done"),
+            (
+                Some(protected("active")),
+                None,
+                vec![],
+                false,
+                "Blocked:ImageProtected",
+            ),
+            (
+                Some(protected("active")),
+                Some(true),
+                vec![],
+                false,
+                "Blocked:ImageProtected",
+            ),
+            (
+                Some(protected("active")),
+                Some(false),
+                vec![],
+                false,
+                "Unprotect",
+            ),
+            (
+                Some(image("active")),
+                None,
+                leaving,
+                false,
+                "Wait:WaitingForImageShares",
+            ),
+            (
+                Some(image("active")),
+                None,
+                staying,
+                false,
+                "Blocked:ReferencedByImageShare",
+            ),
+            (Some(image("active")), None, vec![], true, "Blocked:Paused"),
+        ];
+        for (img, spec_protected, shares, paused, want) in cases {
+            let got = match decide_delete(img.as_ref(), spec_protected, &shares, paused) {
+                DeleteStep::Done => "Done".to_string(),
+                DeleteStep::Delete => "Delete".to_string(),
+                DeleteStep::Unprotect => "Unprotect".to_string(),
+                DeleteStep::Wait(h) => format!("Wait:{}", h.reason()),
+                DeleteStep::Blocked(h) => format!("Blocked:{}", h.reason()),
+            };
+            assert_eq!(
+                got,
+                want,
+                "{:?} {spec_protected:?} {shares:?}",
+                img.map(|i| i.status)
+            );
+        }
+    }
+}
