@@ -181,9 +181,9 @@ pub fn visibility_refused(image: &Image, err: &CloudError) -> Health {
             "ImageProtected",
             format!(
                 "the cloud refused to change the visibility of image {}: {message}. The image is \
-                 protected, and NHN Cloud allows no change to a protected image: make the image \
-                 shared when it is created (VolumeImage spec.resource.visibility: shared), or \
-                 unprotect it",
+                 protected, and NHN Cloud allows no change to a protected image: set \
+                 spec.resource.visibility: shared on its VolumeImage (which lifts the protection \
+                 for the change and restores it), or unprotect the image",
                 image.id
             ),
         ),
