@@ -138,7 +138,8 @@ pub struct ImageShareStatus {
     /// object changed it, so that deletion restores exactly that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_visibility: Option<String>,
-    /// The listed members as the cloud reports them.
+    /// The listed members as the cloud reports them, then the members this object added that
+    /// the spec no longer lists, until they are removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<ObservedMember>,
     /// How many listed members are present on the image.
@@ -156,9 +157,11 @@ pub struct ObservedMember {
     /// The member tenant's ID.
     #[serde(rename = "tenantID")]
     pub tenant_id: String,
-    /// `pending`, `accepted` or `rejected`, as the cloud reports it.
+    /// `pending`, `accepted` or `rejected`, as the cloud reports it; `absent` while the tenant
+    /// is not a member of the image.
     pub status: String,
-    /// Whether this object added the member (and so removes it on deletion).
+    /// Whether this object added the member (and so removes it on deletion). Recorded before
+    /// the member is added, so that a crash in between cannot lose it.
     #[serde(default)]
     pub added_by_this_object: bool,
     /// When the member was added.

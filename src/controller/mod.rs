@@ -244,6 +244,12 @@ pub async fn run(
             image::relations,
             shutdown.clone()
         ),
+        run_kind(
+            ctx.clone(),
+            share::reconcile,
+            share::relations,
+            shutdown.clone()
+        ),
     );
 }
 
