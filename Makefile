@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test lint crds control-plane-stop
+.PHONY: demo test lint crds control-plane-stop openstack openstack-stop
 
 ## Run the demo: a control plane, the emulator, the operator, and the examples.
 demo:
@@ -26,3 +26,11 @@ crds:
 ## Stop the control plane that tests and the demo leave running.
 control-plane-stop:
 	hack/control-plane.sh stop
+
+## Start the real OpenStack (Keystone, Glance, Cinder) the differential tests use; eval its output.
+openstack:
+	hack/openstack.sh start
+
+## Stop it and remove its state.
+openstack-stop:
+	hack/openstack.sh stop

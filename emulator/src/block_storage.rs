@@ -46,7 +46,7 @@ impl Api {
 pub struct Microversion(pub u32);
 
 /// The highest v3 microversion the emulator claims.
-pub const MAX_MICROVERSION: u32 = 70;
+pub const MAX_MICROVERSION: u32 = 71;
 const MAX_LIMIT: usize = 1000;
 const GIB: u64 = 1 << 30;
 /// Cinder's largest volume size (its database's max int).
@@ -1292,7 +1292,8 @@ fn upload_to_image(ctx: &Ctx, id: &str, params: &Value, nhn_params: bool) -> Api
                 protected: req.protected.unwrap_or(false),
                 container_format: Some(req.container_format.clone()),
                 disk_format: Some(req.disk_format.clone()),
-                min_disk: size,
+                // Cinder leaves min_disk at 0 on the images it uploads.
+                min_disk: 0,
                 min_ram: 0,
                 size: None,
                 virtual_size: None,

@@ -88,7 +88,6 @@ pub fn cinder_fault_name(status: StatusCode) -> &'static str {
         403 => "forbidden",
         404 => "itemNotFound",
         405 => "badMethod",
-        406 => "notAcceptable",
         409 => "conflictingRequest",
         413 => "overLimit",
         415 => "badMediaType",
@@ -105,10 +104,11 @@ pub fn error_body(dialect: Dialect, status: StatusCode, message: &str) -> Value 
         Dialect::BlockStorage => json!({
             cinder_fault_name(status): {"code": status.as_u16(), "message": message}
         }),
+        // Glance renders webob's HTML explanation into the JSON message, markup included.
         Dialect::Image => json!({
             "code": format!("{} {}", status.as_u16(), title),
             "title": title,
-            "message": message,
+            "message": format!("{message}<br /><br />\n\n\n"),
         }),
         Dialect::Identity | Dialect::Plain => json!({
             "error": {"code": status.as_u16(), "title": title, "message": message}

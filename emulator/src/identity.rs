@@ -487,6 +487,11 @@ pub fn service_unauthorized(dialect: Dialect, base: &str) -> ApiError {
         }
         _ => "The request you have made requires authentication.",
     };
+    // keystonemiddleware answers for Cinder, in Keystone's own error shape.
+    let dialect = match dialect {
+        Dialect::BlockStorage => Dialect::Identity,
+        other => other,
+    };
     ApiError::new(dialect, StatusCode::UNAUTHORIZED, message).with_header(
         header::WWW_AUTHENTICATE,
         format!("Keystone uri=\"{base}/identity\""),

@@ -306,7 +306,7 @@ fn text_field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -
     keys.iter().find_map(|k| {
         obj.get(*k)
             .and_then(|v| v.as_str())
-            .map(collapse_whitespace)
+            .map(strip_line_breaks)
             .filter(|s| !s.is_empty())
     })
 }
@@ -350,6 +350,16 @@ fn strip_status_line(text: &str, status: StatusCode) -> String {
     text.to_string()
 }
 
+/// Glance's JSON messages carry webob's HTML line breaks ("... cannot be deleted.<br /><br />");
+/// people should read the sentence. Only those tags go: a message may well hold a `<`.
+fn strip_line_breaks(text: &str) -> String {
+    let mut text = text.to_string();
+    for tag in ["<br />", "<br/>", "<br>", "<p>", "</p>"] {
+        text = text.replace(tag, " ");
+    }
+    collapse_whitespace(&text)
+}
+
 fn collapse_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -383,6 +393,29 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
 
 #[cfg(test)]
 mod tests {
+
+    fn json_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn glance_json_messages_lose_webobs_line_breaks_but_keep_other_text() {
+        let body = r#"{"code": "403 Forbidden", "title": "Forbidden", "message": "Image x is protected and cannot be deleted.<br /><br />\n\n\n"}"#;
+        let err =
+            CloudError::from_response(StatusCode::FORBIDDEN, &json_headers(), body.as_bytes());
+        assert_eq!(err.message(), "Image x is protected and cannot be deleted.");
+        let body = r#"{"badRequest": {"code": 400, "message": "size must be < 10"}}"#;
+        let err =
+            CloudError::from_response(StatusCode::BAD_REQUEST, &json_headers(), body.as_bytes());
+        assert!(
+            err.message().ends_with("size must be < 10"),
+            "{}",
+            err.message()
+        );
+    }
+
     use super::*;
     use reqwest::header::HeaderValue;
 

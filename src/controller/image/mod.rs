@@ -501,10 +501,15 @@ impl<'a> Reconcile<'a> {
             force: resource.force,
             disk_format: Some(resource.disk_format.clone()),
             container_format: Some(resource.container_format.as_str().to_string()),
-            visibility: resource.visibility.map(|v| match v {
-                ImageVisibility::Private => "private".to_string(),
-                ImageVisibility::Shared => "shared".to_string(),
-            }),
+            // Always said: upstream Cinder makes a `shared` image when none is given, NHN a
+            // `private` one. Unset in the spec means private at birth, then left alone.
+            visibility: Some(
+                match resource.visibility.unwrap_or(ImageVisibility::Private) {
+                    ImageVisibility::Private => "private",
+                    ImageVisibility::Shared => "shared",
+                }
+                .to_string(),
+            ),
             // Protection comes after the mark is tagged: NHN refuses to change a protected image.
             protected: None,
         };
