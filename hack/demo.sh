@@ -41,6 +41,20 @@ if not images:
     print("   (none)")'
 }
 
+# The images the partner tenant sees, through the image API with the partner's own token.
+partner_images() {
+  local token
+  token=$(curl -s "$EMU/identity/v2.0/tokens" -H 'Content-Type: application/json' \
+    -d '{"auth":{"tenantId":"8989447062e04a818baf9e073fd04fa7","passwordCredentials":{"username":"partner","password":"partner-password"}}}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access"]["token"]["id"])')
+  curl -s "$EMU/image/v2/images" -H "X-Auth-Token: $token" | python3 -c 'import json, sys
+images = json.load(sys.stdin)["images"]
+for i in images:
+    print("  ", i["id"], i["name"], i["visibility"], "owner", i["owner"])
+if not images:
+    print("   (none)")'
+}
+
 stop_pid() {
   local file=$STATE/$1.pid
   if [ -f "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null; then
@@ -156,6 +170,15 @@ cloud_volumes
 step "Making the golden image again, to keep"
 run kubectl apply -n "$NS" -f examples/20-volume-image.yaml
 run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s vimg/golden-image
+run kubectl get cloudvol -n "$NS"
+
+step "Sharing the golden image with the partner tenant, accepted with the partner's credentials"
+run kubectl apply -n "$NS" -f examples/30-image-share.yaml
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s ishare/golden-image-to-partner
+run kubectl get -n "$NS" ishare golden-image-to-partner \
+  -o jsonpath='{range .status.members[*]}{.tenantID}: {.status}{"\n"}{end}'
+echo "The partner tenant now lists the image (its own token, the image API):"
+partner_images
 run kubectl get cloudvol -n "$NS"
 
 step "The operator"
