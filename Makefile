@@ -9,7 +9,10 @@ demo:
 	hack/demo.sh
 
 ## Run every check CI runs: formatting, clippy, and all tests against a real kube-apiserver.
+## The differential tests need rabbitmq-server and qemu-utils (installed here when missing,
+## as root); everything else the tests need they build or install themselves, cached.
 test: lint
+	hack/openstack.sh deps
 	$(CARGO) test --workspace --all-targets
 
 ## Formatting and clippy, warnings as errors.
