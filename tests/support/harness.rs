@@ -1,7 +1,13 @@
 //! One test's world: its own namespace on the real API server, its own emulator, a
 //! credentials Secret pointing at that emulator, and the operator running in-process, watching
 //! only that namespace. Killing the operator aborts it mid-flight, like a crash.
+//!
+//! A harness can also run against a cloud it did not start (a real OpenStack): see
+//! [`Backend`]. Then only the Secret differs; the operator runs exactly as against the
+//! emulator, and the backend-neutral helpers ([`Harness::attach`], [`Harness::read_volume`],
+//! [`Harness::read_image`], [`Harness::read_members`], ...) reach the cloud the backend's way.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +17,15 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use cloudvol::cloud::{CloudHttp, Connector, RetryPolicy, TransportConfig};
+use cloudvol::cloud::model::{CreateVolume, ImageQuery};
+use cloudvol::cloud::{
+    CloudCredentials, CloudError, CloudHttp, Connector, RetryPolicy, TransportConfig,
+};
 use cloudvol::controller::requeue::Backoff;
 use cloudvol::controller::{Context, Settings};
 use cloudvol::operator::metrics::Metrics;
 use cloudvol_emulator::{Config, Emulator};
+use futures::future::BoxFuture;
 
 use super::wait_for;
 
@@ -32,10 +42,14 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub struct Harness {
     pub client: Client,
     pub namespace: String,
-    pub emulator: Emulator,
+    /// The harness's own emulator (a harness on a [`Backend::Remote`] cloud has none).
+    pub emulator: LocalEmulator,
     pub metrics: Arc<Metrics>,
     http: reqwest::Client,
     operator: Option<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+    backend: Backend,
+    /// How long the waits of this harness last: [`DEADLINE`] on the emulator.
+    deadline: Duration,
 }
 
 impl Harness {
@@ -49,12 +63,39 @@ impl Harness {
         let harness = Harness {
             client,
             namespace,
-            emulator,
+            emulator: LocalEmulator(Some(emulator)),
             metrics: Arc::new(Metrics::new()),
             http: reqwest::Client::new(),
             operator: None,
+            backend: Backend::Emulator,
+            deadline: DEADLINE,
         };
         harness.put_secret(SECRET, &harness.clouds_yaml()).await;
+        harness
+    }
+
+    /// A namespace, the credentials Secret for `backend`'s cloud, and the operator running:
+    /// on [`Backend::Emulator`] exactly [`Harness::new`]; on a remote cloud the same, with the
+    /// cloud's clouds.yaml in the Secret and its deadline for every wait.
+    pub async fn on(prefix: &str, backend: &Backend) -> Harness {
+        let remote = match backend {
+            Backend::Emulator => return Harness::new(prefix).await,
+            Backend::Remote(remote) => remote.clone(),
+        };
+        let client = super::client().await;
+        let namespace = super::namespace(&client, prefix).await;
+        let mut harness = Harness {
+            client,
+            namespace,
+            emulator: LocalEmulator(None),
+            metrics: Arc::new(Metrics::new()),
+            http: reqwest::Client::new(),
+            operator: None,
+            deadline: remote.deadline(),
+            backend: Backend::Remote(remote.clone()),
+        };
+        harness.put_secret(SECRET, &remote.clouds_yaml()).await;
+        harness.start_operator().await;
         harness
     }
 
@@ -226,8 +267,9 @@ impl Harness {
         let api = self.api::<K>();
         let what = format!("{name}: {type_}={status} reason={reason:?}");
         let mut last = Value::Null;
+        let deadline = self.deadline;
         let found = wait_for_or(
-            DEADLINE,
+            deadline,
             || {
                 let api = api.clone();
                 async move {
@@ -245,7 +287,7 @@ impl Harness {
         match found {
             Some((object, _)) => object,
             None => panic!(
-                "timed out after {DEADLINE:?} waiting for {what}; last seen status:\n{}",
+                "timed out after {deadline:?} waiting for {what}; last seen status:\n{}",
                 serde_json::to_string_pretty(&last["status"]).unwrap_or_default()
             ),
         }
@@ -260,7 +302,7 @@ impl Harness {
             + std::fmt::Debug,
     {
         let api = self.api::<K>();
-        wait_for(DEADLINE, &format!("{name} to be gone"), || {
+        wait_for(self.deadline, &format!("{name} to be gone"), || {
             let api = api.clone();
             async move {
                 match api.get_opt(name).await {
@@ -307,7 +349,7 @@ impl Harness {
     /// Waits for an Event with `reason` on `name`; returns its note.
     pub async fn wait_event(&self, name: &str, reason: &str) -> String {
         wait_for(
-            DEADLINE,
+            self.deadline,
             &format!("an Event {reason} on {name}"),
             || async move {
                 self.events(name)
@@ -409,6 +451,420 @@ impl Harness {
     pub fn name_of<K: ResourceExt>(object: &K) -> String {
         object.name_any()
     }
+
+    // --- the cloud, whichever backend it is -----------------------------------------------
+
+    /// The backend this harness runs against.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// How long this harness waits for anything.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The clouds.yaml the credentials Secret holds.
+    pub fn secret_clouds_yaml(&self) -> String {
+        match &self.backend {
+            Backend::Emulator => self.clouds_yaml(),
+            Backend::Remote(remote) => remote.clouds_yaml(),
+        }
+    }
+
+    /// The tenant that owns the volumes and images (`demo` on the emulator).
+    pub fn owner(&self) -> Tenant {
+        match &self.backend {
+            Backend::Emulator => Tenant {
+                cloud: "demo".into(),
+                id: DEMO_TENANT.into(),
+            },
+            Backend::Remote(remote) => remote.owner(),
+        }
+    }
+
+    /// The second tenant, that images are shared with (`partner` on the emulator).
+    pub fn member(&self) -> Tenant {
+        match &self.backend {
+            Backend::Emulator => Tenant {
+                cloud: "partner".into(),
+                id: PARTNER_TENANT.into(),
+            },
+            Backend::Remote(remote) => remote.member(),
+        }
+    }
+
+    /// A cloud resource name that no other test, in this run or an earlier one, uses: the
+    /// namespace (random per test) and `what`. [`Harness::leftovers`] finds them by it.
+    pub fn unique_name(&self, what: &str) -> String {
+        format!("{}-{what}", self.namespace)
+    }
+
+    /// Attaches the owner's `available` volume to `server_id` as a server would, and returns
+    /// once the cloud reports it `in-use`.
+    pub async fn attach(&self, volume_id: &str, server_id: &str) {
+        match &self.backend {
+            Backend::Emulator => {
+                self.admin_post(
+                    &format!("volumes/{volume_id}/attach"),
+                    json!({"server_id": server_id}),
+                )
+                .await;
+            }
+            Backend::Remote(remote) => remote.attach(volume_id, server_id).await,
+        }
+        self.wait_cloud(&format!("volume {volume_id} in-use"), || async {
+            let v = self.read_volume(volume_id).await?;
+            (v.status == "in-use" && v.servers.iter().any(|s| s == server_id)).then_some(())
+        })
+        .await;
+    }
+
+    /// Detaches every server from the owner's volume, and returns once the cloud no longer
+    /// reports it attached (`available`, or already on its way out: an operator waiting to
+    /// delete it may be quicker than this look).
+    pub async fn detach(&self, volume_id: &str) {
+        match &self.backend {
+            Backend::Emulator => {
+                self.admin_post(&format!("volumes/{volume_id}/detach"), json!({}))
+                    .await;
+            }
+            Backend::Remote(remote) => remote.detach(volume_id).await,
+        }
+        self.wait_cloud(&format!("volume {volume_id} detached"), || async {
+            match self.read_volume(volume_id).await {
+                None => Some(()),
+                Some(v) => (v.servers.is_empty()
+                    && !["in-use", "detaching"].contains(&v.status.as_str()))
+                .then_some(()),
+            }
+        })
+        .await;
+    }
+
+    /// The owner's volume as the cloud reports it now (`None`: it does not exist).
+    pub async fn read_volume(&self, id: &str) -> Option<SeenVolume> {
+        match &self.backend {
+            Backend::Emulator => self
+                .cloud_volume(id)
+                .await
+                .map(|v| SeenVolume::from_json(&v)),
+            Backend::Remote(remote) => remote.volume(id).await,
+        }
+    }
+
+    /// The owner's image as the cloud reports it now (`None`: it does not exist).
+    pub async fn read_image(&self, id: &str) -> Option<SeenImage> {
+        match &self.backend {
+            Backend::Emulator => self
+                .emulator_images()
+                .await
+                .iter()
+                .find(|i| i["id"] == id)
+                .map(SeenImage::from_json),
+            Backend::Remote(remote) => remote.image(id).await,
+        }
+    }
+
+    /// The owner's image's members as (tenant, status), sorted.
+    pub async fn read_members(&self, image_id: &str) -> Vec<(String, String)> {
+        let mut members = match &self.backend {
+            Backend::Emulator => self
+                .emulator_images()
+                .await
+                .iter()
+                .find(|i| i["id"] == image_id)
+                .map(|i| members_from_json(&i["members"]))
+                .unwrap_or_default(),
+            Backend::Remote(remote) => remote.members(image_id).await,
+        };
+        members.sort();
+        members
+    }
+
+    /// The IDs of the images the member tenant lists (its own image list, every page).
+    pub async fn member_image_ids(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Emulator => {
+                let creds = self.credentials(&self.member().cloud);
+                let images = cloud_connector()
+                    .image(&creds)
+                    .expect("an image client")
+                    .list_images(&ImageQuery::default())
+                    .await
+                    .expect("the member tenant lists its images");
+                images.into_iter().map(|i| i.id).collect()
+            }
+            Backend::Remote(remote) => remote.member_image_ids().await,
+        }
+    }
+
+    /// Creates a volume in the owner's project straight in the cloud (not through a Volume
+    /// object), as someone else would have made it; returns its ID once it is `available`.
+    pub async fn create_cloud_volume(&self, name: &str, size: u64) -> String {
+        let storage = cloud_connector()
+            .block_storage(&self.credentials(&self.owner().cloud))
+            .expect("a block-storage client");
+        let created = storage
+            .create_volume(&CreateVolume {
+                size,
+                name: Some(name.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|err| panic!("the cloud refused to create volume {name}: {err}"));
+        let id = created.id;
+        self.wait_cloud(&format!("volume {name} ({id}) available"), || async {
+            (self.read_volume(&id).await?.status == "available").then_some(())
+        })
+        .await;
+        id
+    }
+
+    /// Deletes the owner's volume straight in the cloud and waits until it is gone.
+    pub async fn delete_cloud_volume(&self, id: &str) {
+        let storage = cloud_connector()
+            .block_storage(&self.credentials(&self.owner().cloud))
+            .expect("a block-storage client");
+        match storage.delete_volume(id).await {
+            Ok(()) | Err(CloudError::NotFound { .. }) => {}
+            Err(err) => panic!("the cloud refused to delete volume {id}: {err}"),
+        }
+        self.wait_cloud(&format!("volume {id} gone"), || async {
+            self.read_volume(id).await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    /// Polls `check` until it returns `Some`, within this harness's deadline.
+    pub async fn wait_cloud<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        wait_for(self.deadline, what, check).await
+    }
+
+    /// Waits until the object exists and `accept` says yes; returns it.
+    pub async fn wait_object<K>(&self, name: &str, what: &str, accept: impl Fn(&K) -> bool) -> K
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api = self.api::<K>();
+        let accept = &accept;
+        wait_for(self.deadline, &format!("{name}: {what}"), || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok()?.filter(|o| accept(o)) }
+        })
+        .await
+    }
+
+    /// Cloud volumes and images whose names start with this harness's namespace: what the
+    /// test made and did not delete, as `volume <id> <name> <status>` / `image ...`.
+    pub async fn leftovers(&self) -> Vec<String> {
+        let prefix = self.namespace.as_str();
+        match &self.backend {
+            Backend::Emulator => {
+                let named = |v: &Value| v["name"].as_str().is_some_and(|n| n.starts_with(prefix));
+                let volumes = self.cloud_volumes().await;
+                let images = self.emulator_images().await;
+                let mut left: Vec<String> = volumes
+                    .iter()
+                    .filter(|v| named(v))
+                    .map(|v| format!("volume {} {} {}", v["id"], v["name"], v["status"]))
+                    .collect();
+                left.extend(
+                    images
+                        .iter()
+                        .filter(|i| named(i))
+                        .map(|i| format!("image {} {} {}", i["id"], i["name"], i["status"])),
+                );
+                left
+            }
+            Backend::Remote(remote) => remote.leftovers(prefix).await,
+        }
+    }
+
+    /// After a failed test: stops the operator (so that it recreates nothing) and deletes,
+    /// best effort, what the test left in a remote cloud, which outlives the test. The
+    /// emulator goes with the test.
+    pub async fn sweep(&mut self) {
+        self.kill_operator().await;
+        if let Backend::Remote(remote) = &self.backend {
+            remote.sweep(&self.namespace).await;
+        }
+    }
+
+    /// Parsed credentials for one cloud of the Secret's clouds.yaml.
+    fn credentials(&self, cloud: &str) -> CloudCredentials {
+        CloudCredentials::from_clouds_yaml(self.secret_clouds_yaml().as_bytes(), cloud, None)
+            .unwrap_or_else(|err| panic!("cloud {cloud} of the test clouds.yaml: {err}"))
+    }
+
+    async fn emulator_images(&self) -> Vec<Value> {
+        let all = self.admin_get("images").await;
+        let list = all.get("images").cloned().unwrap_or(all);
+        list.as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// A client of the operator's own cloud layer, for test set-up.
+fn cloud_connector() -> Connector {
+    Connector::new(CloudHttp::new(TransportConfig::default()).expect("an HTTP client"))
+}
+
+/// The harness's emulator. A harness on a remote cloud has none, and says so when a test asks
+/// for it (its admin API is emulator-only).
+pub struct LocalEmulator(Option<Emulator>);
+
+impl Deref for LocalEmulator {
+    type Target = Emulator;
+
+    fn deref(&self) -> &Emulator {
+        self.0.as_ref().expect(
+            "this harness runs against a remote cloud, not an emulator: the emulator's admin \
+             API is not there; use the backend-neutral helpers (attach, read_volume, ...)",
+        )
+    }
+}
+
+// --- backends -------------------------------------------------------------------------------
+
+/// The cloud behind a harness.
+#[derive(Clone)]
+pub enum Backend {
+    /// A fresh emulator per harness, 100 ms transitions, clouds `demo` and `partner`.
+    Emulator,
+    /// A cloud the harness did not start, shared by the tests (a real OpenStack).
+    Remote(Arc<dyn RemoteCloud>),
+}
+
+impl Backend {
+    pub fn name(&self) -> &str {
+        match self {
+            Backend::Emulator => "emulator",
+            Backend::Remote(remote) => remote.name(),
+        }
+    }
+}
+
+/// A tenant as a test uses it: its cloud in the Secret's clouds.yaml, and its ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub cloud: String,
+    pub id: String,
+}
+
+/// What differs in a cloud the harness did not start: the Secret's clouds.yaml, the two
+/// tenants, how a server attaches, and how a test reads the cloud straight (not through the
+/// operator). Reads are as the owner tenant; `None` means "does not exist".
+pub trait RemoteCloud: Send + Sync {
+    /// A short name, for test names and messages.
+    fn name(&self) -> &str;
+    fn clouds_yaml(&self) -> String;
+    fn owner(&self) -> Tenant;
+    fn member(&self) -> Tenant;
+    /// How long a test waits for anything on this cloud.
+    fn deadline(&self) -> Duration;
+    /// Attaches the owner's volume to `server_id` as the compute service would.
+    fn attach<'a>(&'a self, volume_id: &'a str, server_id: &'a str) -> BoxFuture<'a, ()>;
+    /// Detaches every server from the owner's volume.
+    fn detach<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, ()>;
+    fn volume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenVolume>>;
+    fn image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenImage>>;
+    /// The image's members as (tenant, status).
+    fn members<'a>(&'a self, image_id: &'a str) -> BoxFuture<'a, Vec<(String, String)>>;
+    /// The IDs of the images the member tenant lists.
+    fn member_image_ids(&self) -> BoxFuture<'_, Vec<String>>;
+    /// The owner's volumes and images whose names start with `prefix`.
+    fn leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Vec<String>>;
+    /// Best effort: deletes the owner's volumes and images whose names start with `prefix`
+    /// (detaching and unprotecting as needed).
+    fn sweep<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// A volume as the cloud reports it (Cinder's volume shape, which the emulator's admin API
+/// uses too).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenVolume {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub size: u64,
+    /// The servers of its attachments.
+    pub servers: Vec<String>,
+}
+
+impl SeenVolume {
+    pub fn from_json(v: &Value) -> SeenVolume {
+        SeenVolume {
+            id: v["id"].as_str().unwrap_or_default().to_string(),
+            name: v["name"].as_str().map(str::to_string),
+            status: v["status"].as_str().unwrap_or_default().to_string(),
+            size: v["size"].as_u64().unwrap_or_default(),
+            servers: v["attachments"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|a| a["server_id"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// An image as the cloud reports it (Glance's image shape).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenImage {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub visibility: String,
+    pub protected: bool,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl SeenImage {
+    pub fn from_json(i: &Value) -> SeenImage {
+        SeenImage {
+            id: i["id"].as_str().unwrap_or_default().to_string(),
+            name: i["name"].as_str().map(str::to_string),
+            status: i["status"].as_str().unwrap_or_default().to_string(),
+            visibility: i["visibility"].as_str().unwrap_or_default().to_string(),
+            protected: i["protected"].as_bool().unwrap_or_default(),
+            owner: i["owner"].as_str().map(str::to_string),
+            tags: i["tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Members as (tenant, status) from a JSON list of `{member_id, status}` (Glance's shape).
+pub fn members_from_json(members: &Value) -> Vec<(String, String)> {
+    members
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    (
+                        m["member_id"].as_str().unwrap_or_default().to_string(),
+                        m["status"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Emulator transitions of 100 ms: fast, yet slow enough to see the states in between.

@@ -137,6 +137,263 @@ fn parse(stdout: &str) -> Result<OpenStackEnv, String> {
     })
 }
 
+// --- raw calls, for tests that set up or check the cloud around what they test -------------
+
+/// Cinder's attachments API (and `os-complete`): the microversion that `attach`/`detach` use.
+pub const ATTACHMENTS_MICROVERSION: &str = "volume 3.54";
+
+/// An HTTP client for these calls. Make one per test: a client's pooled connections belong
+/// to the runtime that opened them.
+pub fn http_client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider (as the operator is); plain HTTP still
+    // needs one installed before a client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .expect("a reqwest client")
+}
+
+/// One call with a token; the status and the JSON body (`Null` when there is none). A body
+/// is sent as JSON unless `headers` give another `Content-Type` (Glance's JSON-patch). Panics,
+/// naming the request, when no answer comes.
+pub async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut request = http
+        .request(method.clone(), url)
+        .header("Accept", "application/json");
+    if let Some(token) = token {
+        request = request.header("X-Auth-Token", token);
+    }
+    if let Some(body) = body {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            request = request.header("Content-Type", "application/json");
+        }
+        request = request.body(body.to_string());
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("{method} {url}: no answer: {err}"));
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+impl OpenStackEnv {
+    /// A project-scoped Keystone v3 token for `user` (password, Default domain).
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        user: &str,
+        password: &str,
+        project: &str,
+    ) -> String {
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"name": "Default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
+        }});
+        let url = format!("{}/auth/tokens", self.auth_url.trim_end_matches('/'));
+        let response = http
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("POST {url}: no answer: {err}"));
+        let status = response.status();
+        let token = response
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match token {
+            Some(token) if status.as_u16() == 201 => token,
+            _ => panic!(
+                "Keystone refused a token for {user} in {project}: {status} {}",
+                response.text().await.unwrap_or_default()
+            ),
+        }
+    }
+
+    /// A token of the project's own user.
+    pub async fn project_token(&self, http: &reqwest::Client, project: &OsProject) -> String {
+        self.token(http, &project.user, &project.password, &project.name)
+            .await
+    }
+
+    /// A token of the `compute` service user, who stands in for Nova.
+    pub async fn service_token(&self, http: &reqwest::Client) -> String {
+        self.token(
+            http,
+            &self.service_user,
+            &self.service_password,
+            &self.service_project,
+        )
+        .await
+    }
+
+    /// Cinder v3 for the project: `{cinder}/v3/{project_id}{path}`.
+    pub fn volumes_url(&self, project: &OsProject, path: &str) -> String {
+        format!(
+            "{}/v3/{}{path}",
+            self.cinder_url.trim_end_matches('/'),
+            project.id
+        )
+    }
+
+    /// Glance v2: `{glance}/v2{path}`.
+    pub fn images_url(&self, path: &str) -> String {
+        format!("{}/v2{path}", self.glance_url.trim_end_matches('/'))
+    }
+
+    /// Attaches the project's `available` volume to `server_id` as Nova would, without Nova:
+    /// an attachment (3.54) and `os-complete`; the volume turns `in-use`. Returns the
+    /// attachment's ID. (`hack/openstack/attach.py attach` makes the same calls.)
+    pub async fn attach(
+        &self,
+        http: &reqwest::Client,
+        project: &OsProject,
+        token: &str,
+        volume_id: &str,
+        server_id: &str,
+    ) -> String {
+        let micro = [("OpenStack-API-Version", ATTACHMENTS_MICROVERSION)];
+        let body = serde_json::json!({"attachment": {
+            "volume_uuid": volume_id,
+            "instance_uuid": server_id,
+            "mode": "rw",
+            "connector": {
+                "initiator": "iqn.2004-10.dev.cloudvol:test-host", "ip": "127.0.0.1",
+                "platform": "x86_64", "host": "cloudvol-test-host", "os_type": "linux",
+                "multipath": false,
+            },
+        }});
+        let url = self.volumes_url(project, "/attachments");
+        let (status, answer) = call(
+            http,
+            reqwest::Method::POST,
+            &url,
+            Some(token),
+            Some(&body),
+            &micro,
+        )
+        .await;
+        assert_eq!(status, 200, "POST {url}: {answer}");
+        let attachment = answer["attachment"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("POST {url}: no attachment id in {answer}"))
+            .to_string();
+        let url = self.volumes_url(project, &format!("/attachments/{attachment}/action"));
+        let (status, answer) = call(
+            http,
+            reqwest::Method::POST,
+            &url,
+            Some(token),
+            Some(&serde_json::json!({"os-complete": null})),
+            &micro,
+        )
+        .await;
+        assert_eq!(status, 204, "POST {url}: {answer}");
+        attachment
+    }
+
+    /// The members Glance keeps for an image, as (tenant, status), read from its database.
+    /// For an image that is not `shared` the API refuses to list members ("Only shared images
+    /// have members", 403) but keeps the rows, which come back if the image is shared again:
+    /// only the database says whether a member was removed.
+    pub async fn glance_stored_members(&self, image_id: &str) -> Vec<(String, String)> {
+        let db = self.dir.join("glance/glance.db");
+        let script = "import json, sqlite3, sys\n\
+                      c = sqlite3.connect(sys.argv[1], timeout=60)\n\
+                      rows = c.execute('SELECT member, status FROM image_members \
+                      WHERE image_id = ? AND deleted = 0', (sys.argv[2],)).fetchall()\n\
+                      print(json.dumps(rows))";
+        let output = tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&db)
+            .arg(image_id)
+            .output()
+            .await
+            .unwrap_or_else(|err| panic!("cannot run python3 to read {}: {err}", db.display()));
+        assert!(
+            output.status.success(),
+            "reading the members of {image_id} from {}: {}",
+            db.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+            panic!(
+                "members of {image_id} from {}: {err}: {}",
+                db.display(),
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Deletes every attachment of the project's volume, with the `compute` user's token as
+    /// `X-Service-Token` (Cinder refuses a user's own delete of an attachment that names a
+    /// server, bug #2004555); the volume turns `available`.
+    pub async fn detach(
+        &self,
+        http: &reqwest::Client,
+        project: &OsProject,
+        token: &str,
+        volume_id: &str,
+    ) {
+        let url = self.volumes_url(project, &format!("/volumes/{volume_id}"));
+        let (status, volume) = call(http, reqwest::Method::GET, &url, Some(token), None, &[]).await;
+        assert_eq!(status, 200, "GET {url}: {volume}");
+        let attachments = volume["volume"]["attachments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if attachments.is_empty() {
+            return;
+        }
+        let service = self.service_token(http).await;
+        for a in attachments {
+            let Some(id) = a["attachment_id"].as_str() else {
+                continue;
+            };
+            let url = self.volumes_url(project, &format!("/attachments/{id}"));
+            let (status, answer) = call(
+                http,
+                reqwest::Method::DELETE,
+                &url,
+                Some(token),
+                None,
+                &[
+                    ("OpenStack-API-Version", ATTACHMENTS_MICROVERSION),
+                    ("X-Service-Token", &service),
+                ],
+            )
+            .await;
+            assert!(
+                status == 200 || status == 404,
+                "DELETE {url}: {status} {answer}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
