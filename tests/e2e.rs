@@ -42,6 +42,7 @@ macro_rules! e2e {
         mod $name {
             #[tokio::test(flavor = "multi_thread")]
             async fn emulator() {
+                super::epoch();
                 super::run(stringify!($name), super::Backend::Emulator, |h| {
                     Box::pin(super::$name(h))
                 })
@@ -50,6 +51,7 @@ macro_rules! e2e {
 
             #[tokio::test(flavor = "multi_thread")]
             async fn openstack() {
+                super::epoch();
                 let backend = super::openstack_backend::backend().await;
                 super::run(stringify!($name), backend, |h| Box::pin(super::$name(h))).await;
             }
@@ -92,11 +94,13 @@ where
                 "{scenario} on {} left these in the cloud: {left:#?}",
                 backend.name()
             );
+            let end = epoch.elapsed().as_secs_f64();
             eprintln!(
-                "e2e {scenario}::{}: passed in {:.1}s (ended {:.1}s after the first test began)",
+                "e2e {scenario}::{}: passed in {:.1}s (from {:.1}s to {end:.1}s after the first \
+                 test began)",
                 backend.name(),
                 took.as_secs_f64(),
-                epoch.elapsed().as_secs_f64()
+                end - took.as_secs_f64(),
             );
         }
         Err(panic) => {
