@@ -341,7 +341,7 @@ mod tests {
         let g = error_body(Dialect::Image, StatusCode::FORBIDDEN, "m");
         assert_eq!(
             g,
-            json!({"code": "403 Forbidden", "title": "Forbidden", "message": "m"})
+            json!({"code": "403 Forbidden", "title": "Forbidden", "message": "m<br /><br />\n\n\n"})
         );
     }
 }
