@@ -146,7 +146,7 @@ async fn growing_a_volume_extends_it_through_reconciling() {
     ));
     let ready: Volume = h.wait_condition("data", "Ready", "True", None).await;
     assert_eq!(ready.status.unwrap().resource.unwrap().size, Some(3));
-    h.wait_event("data", "Extend").await;
+    h.wait_event("data", "Extended").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

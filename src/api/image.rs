@@ -155,8 +155,9 @@ pub struct VolumeImageResource {
     /// refuses to upload an attached volume.
     #[serde(default)]
     pub force: bool,
-    /// `private` or `shared`. Leave it unset when an `ImageShare` manages the sharing of this
-    /// image; cloudvol then leaves the visibility as the cloud has it.
+    /// `private` or `shared`. Unset, the image is made `private` and its visibility is then
+    /// left as the cloud has it, for an `ImageShare` to manage. A protected image cannot change
+    /// visibility on NHN Cloud, so set `shared` here for a protected image that will be shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<ImageVisibility>,
     /// A protected image cannot be deleted (and on NHN Cloud not modified either): cloudvol
@@ -221,7 +222,8 @@ impl ContainerFormat {
     }
 }
 
-/// Who can see an image.
+// Who can see an image. (No doc comment: for an optional field schemars would put the enum's
+// description in place of the field's, and `kubectl explain` would lose the field's text.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageVisibility {

@@ -1,19 +1,27 @@
 //! The one condition builder: a reconcile's conclusion becomes the three kstatus conditions
 //! (DESIGN.md §2), written deterministically.
 
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::condition_type::{READY, RECONCILING, STALLED};
 
 /// What a reconcile concluded about an object. Exactly one of the three kstatus conditions is
-/// `True`, and it carries the reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `True`, and it carries the reason and message. Two healths are equal when their conditions
+/// would be: the wait a cloud asked for is not part of the state.
+#[derive(Clone, Debug)]
 pub enum Health {
     /// The cloud resource exists, matches the spec and is usable.
     Ready { reason: String, message: String },
-    /// Work is in flight and will finish without human help.
-    Reconciling { reason: String, message: String },
+    /// Work is in flight and will finish without human help; not before `retry_after`, when
+    /// the cloud said so (`Retry-After`).
+    Reconciling {
+        reason: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// Progress needs a person.
     Stalled { reason: String, message: String },
 }
@@ -30,6 +38,29 @@ impl Health {
         Health::Reconciling {
             reason: reason.into(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same health, asking not to look again before `wait`.
+    pub fn retry_after(self, wait: Option<Duration>) -> Self {
+        match self {
+            Health::Reconciling {
+                reason, message, ..
+            } => Health::Reconciling {
+                reason,
+                message,
+                retry_after: wait,
+            },
+            other => other,
+        }
+    }
+
+    /// How long the cloud asked to wait before the next look, if it did.
+    pub fn wait(&self) -> Option<Duration> {
+        match self {
+            Health::Reconciling { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 
@@ -53,6 +84,14 @@ impl Health {
             Health::Ready { message, .. }
             | Health::Reconciling { message, .. }
             | Health::Stalled { message, .. } => message,
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            Health::Ready { .. } => 0,
+            Health::Reconciling { .. } => 1,
+            Health::Stalled { .. } => 2,
         }
     }
 
@@ -91,6 +130,16 @@ impl Health {
         ]
     }
 }
+
+impl PartialEq for Health {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind()
+            && self.reason() == other.reason()
+            && self.message() == other.message()
+    }
+}
+
+impl Eq for Health {}
 
 /// The conditions to write for `health` at `generation`. A condition whose status does not
 /// change keeps its `lastTransitionTime`; if nothing changes at all the result equals
@@ -139,7 +188,11 @@ pub fn health_of(conditions: &[Condition]) -> Option<Health> {
     }
     if let Some(c) = on(RECONCILING) {
         let (reason, message) = reason_message(c);
-        return Some(Health::Reconciling { reason, message });
+        return Some(Health::Reconciling {
+            reason,
+            message,
+            retry_after: None,
+        });
     }
     let c = find(READY)?;
     let (reason, message) = reason_message(c);
@@ -193,6 +246,22 @@ mod tests {
             assert_eq!(get(&conditions, true_type).message, health.message());
             assert_eq!(health_of(&conditions), Some(health.clone()));
         }
+    }
+
+    #[test]
+    fn the_wait_a_cloud_asks_for_rides_along_but_is_not_state() {
+        let err = crate::cloud::CloudError::RateLimited {
+            message: "slow down".into(),
+            retry_after: Some(std::time::Duration::from_secs(120)),
+        };
+        let health = crate::controller::cloud_error_health("creating", &err);
+        assert_eq!(health.wait(), Some(std::time::Duration::from_secs(120)));
+        assert!(health.is_reconciling());
+        assert_eq!(
+            health,
+            health.clone().retry_after(None),
+            "equal as conditions"
+        );
     }
 
     #[test]

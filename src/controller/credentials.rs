@@ -52,7 +52,7 @@ pub async fn load(
         let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
         keys.sort_unstable();
         return Err(LoadError::Stalled(Health::stalled(
-            "InvalidCredentials",
+            "InvalidCloudConfig",
             format!(
                 "the Secret {namespace}/{name} has no key {CLOUDS_YAML_KEY} (it has: {}); put the \
                  clouds.yaml under that key",

@@ -40,6 +40,10 @@ use requeue::{Attempts, Backoff, jitter};
 
 pub use report::Report;
 
+/// The shortest steady-state requeue, whatever `resyncPeriod` says: `0s` must not make the
+/// operator read the cloud in a loop.
+pub const MIN_RESYNC: Duration = Duration::from_secs(5);
+
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "cloudvol";
 
@@ -157,7 +161,8 @@ impl Context {
         let period = object
             .resync_period()
             .and_then(parse_duration)
-            .unwrap_or(self.settings.resync_period);
+            .unwrap_or(self.settings.resync_period)
+            .max(MIN_RESYNC);
         Action::requeue(jitter(period))
     }
 
@@ -435,6 +440,7 @@ pub fn cloud_error_health(doing: &str, err: &CloudError) -> Health {
     let message = format!("{doing}: {}", err.message());
     if err.is_transient() {
         Health::reconciling(err.reason(), format!("{message} (retrying)"))
+            .retry_after(err.retry_after())
     } else {
         Health::stalled(err.reason(), message)
     }

@@ -15,9 +15,9 @@ use tracing::{info, warn};
 use super::conditions::{Health, conditions_for, health_of};
 use super::{CloudKind, Context, Error, FIELD_MANAGER};
 
-/// The Ready reason of an object whose cloud resource is gone (or left alone) during deletion:
-/// it no longer needs its credentials.
-pub const DELETED_REASON: &str = "Deleted";
+/// The Reconciling reason of an object whose cloud resource is gone (or left alone) during
+/// deletion: it no longer needs its credentials, and its finalizer is being removed.
+pub const DELETED_REASON: &str = "Finalizing";
 
 /// Reports one reconcile of one object.
 pub struct Report<'a, K: CloudKind> {
@@ -147,7 +147,7 @@ impl<'a, K: CloudKind> Report<'a, K> {
         if progressed {
             self.ctx.attempts.reset(&key);
         }
-        Action::requeue(self.ctx.backoff(&key, None))
+        Action::requeue(self.ctx.backoff(&key, health.wait()))
     }
 
     /// Like [`Self::requeue`], as the error that keeps kube's finalizer helper from removing
@@ -159,7 +159,7 @@ impl<'a, K: CloudKind> Report<'a, K> {
         }
         Error::Hold {
             reason: health.reason().to_string(),
-            after: self.ctx.backoff(&key, None),
+            after: self.ctx.backoff(&key, health.wait()),
         }
     }
 }

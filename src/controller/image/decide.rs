@@ -158,11 +158,14 @@ pub fn decide(wanted: &Wanted<'_>, image: &Image) -> Decision {
     let ops = patch_ops(resource, wanted.mark, image);
     let protect = resource.protected.filter(|p| *p != image.protected);
     let write = if !ops.is_empty() {
-        // NHN refuses to modify a protected image, except to unprotect it.
-        if image.protected {
-            Some(Write::Unprotect)
-        } else {
-            Some(Write::Patch(ops))
+        // NHN refuses to modify a protected image, except to unprotect it. With `protected:
+        // true` cloudvol lifts it and protects again after; with `false` it unprotects first
+        // for good; unset, it tries the change as is (upstream Glance allows it) and reports
+        // NHN's refusal, since it could not know to protect again.
+        match (image.protected, resource.protected) {
+            (true, Some(true)) => Some(Write::Unprotect),
+            (true, Some(false)) => Some(Write::Protect(false)),
+            _ => Some(Write::Patch(ops)),
         }
     } else {
         protect.map(Write::Protect)
@@ -506,6 +509,24 @@ mod tests {
                     .into_iter()
                     .collect::<Vec<_>>()
             )]
+        );
+    }
+
+    #[test]
+    fn a_change_to_a_protected_image_with_protected_unset_is_tried_as_is() {
+        let mut r = resource();
+        r.tags = vec!["new".into()];
+        let mark = uid_tag("u1");
+        let mut img = image("active");
+        img.protected = true;
+        assert!(matches!(
+            decide(&wanted(&r, Some(&mark)), &img).write,
+            Some(Write::Patch(_))
+        ));
+        r.protected = Some(false);
+        assert_eq!(
+            decide(&wanted(&r, Some(&mark)), &img).write,
+            Some(Write::Protect(false))
         );
     }
 

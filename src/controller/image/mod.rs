@@ -285,7 +285,8 @@ impl<'a> Reconcile<'a> {
                     "ImageProtected",
                     format!(
                         "image {} is protected and the cloud refuses to change it: {}; set \
-                         spec.resource.protected: false, or change the image by hand",
+                         spec.resource.protected: true to let cloudvol lift the protection \
+                         around changes, or false to drop it",
                         image.id,
                         err.message()
                     ),

@@ -198,10 +198,11 @@ impl<'a> Reconcile<'a> {
                 .finish(Some(&cloud_volume), &decision.health, false)
                 .await;
         };
-        let (result, action) = match &write {
+        let (result, action, done) = match &write {
             Write::Extend { new_size } => (
                 storage.extend_volume(&cloud_volume.id, *new_size).await,
                 "Extend",
+                "Extended",
             ),
             Write::Update(update) => (
                 storage
@@ -209,12 +210,13 @@ impl<'a> Reconcile<'a> {
                     .await
                     .map(drop),
                 "Update",
+                "Updated",
             ),
         };
         match result {
             Ok(()) => {
                 self.report
-                    .event(EventType::Normal, action, decision.health.message(), action)
+                    .event(EventType::Normal, done, decision.health.message(), action)
                     .await;
                 self.finish(Some(&cloud_volume), &decision.health, true)
                     .await
@@ -446,7 +448,10 @@ impl<'a> Reconcile<'a> {
                 let Some(v) = cloud_volume else {
                     return self.done(&secret, "the cloud volume is deleted").await;
                 };
-                self.ctx.attempts.next(&delete_key);
+                // Only deletes that the cloud failed (error_deleting) use up the retries.
+                if v.status == crate::cloud::model::VolumeStatus::ErrorDeleting {
+                    self.ctx.attempts.next(&delete_key);
+                }
                 match storage.delete_volume(&v.id).await {
                     Ok(()) | Err(CloudError::NotFound { .. }) => {
                         let health = Health::reconciling(
