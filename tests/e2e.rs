@@ -280,7 +280,7 @@ async fn volume_lifecycle(h: &Harness) {
     assert_eq!(grown.metadata.generation, Some(2));
     assert_eq!(id_of(&grown), id, "extended in place");
     assert_eq!(h.read_volume(&id).await.expect("the volume").size, 2);
-    h.wait_event("data", "Extend").await;
+    h.wait_event("data", "Extended").await;
 
     // A server uses it: deleting the object waits, naming the server.
     let server = uuid::Uuid::new_v4().to_string();
