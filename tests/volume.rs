@@ -165,6 +165,17 @@ async fn deleting_an_attached_volume_waits_for_detach() {
         json!({"server_id": "3f2a0000-0000-4000-8000-000000000001"}),
     )
     .await;
+    // The attach happened behind cloudvol's back; touching the object makes it look now rather
+    // than at its next resync.
+    wait_for(DEADLINE, "the volume to be in-use in the cloud", || async {
+        (h.cloud_volume(&id).await?["status"] == "in-use").then_some(())
+    })
+    .await;
+    h.patch::<Volume>(
+        "data",
+        json!({"metadata": {"annotations": {"example.com/look": "now"}}}),
+    )
+    .await;
     h.wait_condition::<Volume>("data", "Ready", "True", Some("InUse"))
         .await;
 
