@@ -146,14 +146,6 @@ struct Intent<'a> {
     previous_visibility: Option<String>,
 }
 
-/// Why the cloud cannot be reached with some credentials.
-enum Unusable {
-    /// A problem a person must fix, as the health to report.
-    Report(Health),
-    /// The Kubernetes API failed; retry.
-    Api(Error),
-}
-
 struct Reconcile<'a> {
     ctx: &'a Context,
     share: &'a ImageShare,
@@ -185,8 +177,8 @@ impl<'a> Reconcile<'a> {
         };
         let owner = match self.connect(&self.share.spec.cloud_credentials_ref).await {
             Ok(client) => client,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => {
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => {
                 return self.finish(Some(&image_id), None, &health, false).await;
             }
         };
@@ -314,14 +306,10 @@ impl<'a> Reconcile<'a> {
     }
 
     /// Loads credentials and picks the image client.
-    async fn connect(&self, reference: &CloudCredentialsRef) -> Result<Arc<dyn Image>, Unusable> {
-        let creds = match credentials::load(&self.ctx.client, &self.namespace, reference).await {
-            Ok(creds) => creds,
-            Err(LoadError::Api(err)) => return Err(Unusable::Api(err)),
-            Err(LoadError::Stalled(health)) => return Err(Unusable::Report(health)),
-        };
+    async fn connect(&self, reference: &CloudCredentialsRef) -> Result<Arc<dyn Image>, LoadError> {
+        let creds = credentials::load(&self.ctx.client, &self.namespace, reference).await?;
         self.ctx.connector.image(&creds).map_err(|err| {
-            Unusable::Report(cloud_error_health(
+            LoadError::Stalled(cloud_error_health(
                 &format!(
                     "cannot use the credentials of cloud {:?} in Secret {} for images",
                     reference.cloud_name, reference.secret_name
@@ -372,8 +360,8 @@ impl<'a> Reconcile<'a> {
         };
         let member = match self.connect(reference).await {
             Ok(client) => client,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => return Ok(Err(health)),
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => return Ok(Err(health)),
         };
         let doing = format!("cannot accept the share as tenant {tenant}");
         match member.project_id().await {
@@ -488,8 +476,8 @@ impl<'a> Reconcile<'a> {
         };
         let owner = match self.connect(&self.share.spec.cloud_credentials_ref).await {
             Ok(client) => client,
-            Err(Unusable::Api(err)) => return Err(err),
-            Err(Unusable::Report(health)) => return self.hold(None, &health, false).await,
+            Err(LoadError::Api(err)) => return Err(err),
+            Err(LoadError::Stalled(health)) => return self.hold(None, &health, false).await,
         };
         let mut seen = match self.observe(owner.as_ref(), &image_id).await {
             Ok(seen) => Some(seen),
