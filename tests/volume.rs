@@ -12,6 +12,17 @@ use serde_json::{Value, json};
 use support::harness::{DEADLINE, Harness, condition_matches, fast_config, volume_manifest};
 use support::wait_for;
 
+/// Makes the operator look at a Volume now, after a change behind its back, rather than at its
+/// next resync (30 s in these tests).
+async fn look_now(h: &Harness, name: &str) {
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    h.patch::<Volume>(
+        name,
+        json!({"metadata": {"annotations": {"example.com/look": stamp}}}),
+    )
+    .await;
+}
+
 /// Reconciles of Volumes this test's operator has finished.
 fn reconciles(h: &Harness) -> u64 {
     h.metrics
@@ -171,11 +182,7 @@ async fn deleting_an_attached_volume_waits_for_detach() {
         (h.cloud_volume(&id).await?["status"] == "in-use").then_some(())
     })
     .await;
-    h.patch::<Volume>(
-        "data",
-        json!({"metadata": {"annotations": {"example.com/look": "now"}}}),
-    )
-    .await;
+    look_now(&h, "data").await;
     h.wait_condition::<Volume>("data", "Ready", "True", Some("InUse"))
         .await;
 
@@ -331,6 +338,7 @@ async fn an_unmanaged_volume_is_observed_and_never_written() {
     // The cloud changes; the observer reports it.
     h.admin_post(&format!("volumes/{id}/state"), json!({"status": "error"}))
         .await;
+    look_now(&h, "observer").await;
     h.wait_condition::<Volume>("observer", "Stalled", "True", Some("Error"))
         .await;
     h.delete::<Volume>("observer").await;
@@ -503,6 +511,7 @@ async fn a_volume_forced_to_error_stalls() {
     );
     h.admin_post(&format!("volumes/{id}/state"), json!({"status": "error"}))
         .await;
+    look_now(&h, "data").await;
     let stalled: Volume = h
         .wait_condition("data", "Stalled", "True", Some("Error"))
         .await;
@@ -547,6 +556,7 @@ async fn a_managed_volume_deleted_out_of_band_is_reported_and_recreated() {
         .await
         .unwrap();
     assert!(response.status().is_success());
+    look_now(&h, "data").await;
     let note = h.wait_event("data", "VolumeDisappeared").await;
     assert!(note.contains(&first), "{note}");
     let recreated = wait_for(DEADLINE, "a new volume", || async {
