@@ -13,11 +13,16 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::conditions::{Health, conditions_for, health_of};
-use super::{CloudKind, Context, Error, FIELD_MANAGER};
+use super::{CloudKind, Context, Error, FIELD_MANAGER, credentials};
 
 /// The Reconciling reason of an object whose cloud resource is gone (or left alone) during
 /// deletion: it no longer needs its credentials, and its finalizer is being removed.
 pub const DELETED_REASON: &str = "Finalizing";
+
+/// The health of the last step of a deletion: `why` the object is finished with the cloud.
+pub fn finalizing(why: &str) -> Health {
+    Health::reconciling(DELETED_REASON, format!("{why}; removing the finalizer"))
+}
 
 /// Reports one reconcile of one object.
 pub struct Report<'a, K: CloudKind> {
@@ -125,6 +130,27 @@ impl<'a, K: CloudKind> Report<'a, K> {
         {
             warn!(object = %self.object.key(), error = %err, "cannot record an Event");
         }
+    }
+
+    /// The last step of a deletion, once the status says the object is finished with the
+    /// cloud ([`finalizing`]): releases every credentials Secret the object uses that nothing
+    /// else needs, stops counting the object, and lets kube's helper remove the finalizer.
+    pub async fn release(&self) -> Result<Action, Error> {
+        let namespace = self.object.namespace().unwrap_or_default();
+        let uid = self.object.uid().unwrap_or_default();
+        let mut secrets: Vec<&str> = self
+            .object
+            .credentials_refs()
+            .iter()
+            .map(|r| r.secret_name.as_str())
+            .collect();
+        secrets.sort_unstable();
+        secrets.dedup();
+        for secret in secrets {
+            credentials::release_if_unused(&self.ctx.client, &namespace, secret, &uid).await?;
+        }
+        self.forget();
+        Ok(Action::await_change())
     }
 
     /// The object is gone from the controller's view: stop counting it.

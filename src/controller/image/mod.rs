@@ -22,7 +22,7 @@ use crate::cloud::model::{Image as CloudImage, ImageQuery, PatchOp, UploadToImag
 use crate::cloud::{BlockStorage, CloudCredentials, CloudError, Image};
 use crate::controller::conditions::{Health, health_of};
 use crate::controller::credentials::{self, LoadError};
-use crate::controller::report::DELETED_REASON;
+use crate::controller::report::finalizing;
 use crate::controller::{
     CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
 };
@@ -604,16 +604,11 @@ impl<'a> Reconcile<'a> {
     }
 
     async fn done(&self, why: &str) -> Result<Action, Error> {
-        let health = Health::reconciling(DELETED_REASON, format!("{why}; removing the finalizer"));
-        let status = self.build_status(Facts::default(), &health);
+        let status = self.build_status(Facts::default(), &finalizing(why));
         self.report
             .write_status(self.object.status.as_ref(), &status)
             .await?;
-        let secret = &self.object.spec.cloud_credentials_ref.secret_name;
-        let uid = self.object.uid().unwrap_or_default();
-        credentials::release_if_unused(&self.ctx.client, &self.namespace, secret, &uid).await?;
-        self.report.forget();
-        Ok(Action::await_change())
+        self.report.release().await
     }
 
     /// ImageShares in the namespace that still share this image, with whether each is being

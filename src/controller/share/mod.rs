@@ -25,7 +25,7 @@ use crate::cloud::model::{Image as CloudImage, Member, MemberStatus, PatchOp, Vi
 use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
 use crate::controller::credentials::{self, LoadError};
-use crate::controller::report::DELETED_REASON;
+use crate::controller::report::finalizing;
 use crate::controller::{
     CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
 };
@@ -558,25 +558,11 @@ impl<'a> Reconcile<'a> {
     /// The object no longer needs the cloud: say so, release the credentials Secrets if no one
     /// else needs them, and let the finalizer go.
     async fn done(&mut self, why: &str) -> Result<Action, Error> {
-        let health = Health::reconciling(DELETED_REASON, format!("{why}; removing the finalizer"));
-        let status = self.status(None, None, &health, &Intent::default());
+        let status = self.status(None, None, &finalizing(why), &Intent::default());
         self.report
             .write_status(Some(&self.recorded), &status)
             .await?;
         self.recorded = status;
-        let uid = self.share.uid().unwrap_or_default();
-        let mut secrets: Vec<&str> = self
-            .share
-            .credentials_refs()
-            .iter()
-            .map(|r| r.secret_name.as_str())
-            .collect();
-        secrets.sort_unstable();
-        secrets.dedup();
-        for secret in secrets {
-            credentials::release_if_unused(&self.ctx.client, &self.namespace, secret, &uid).await?;
-        }
-        self.report.forget();
-        Ok(Action::await_change())
+        self.report.release().await
     }
 }

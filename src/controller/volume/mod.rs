@@ -19,7 +19,7 @@ use crate::cloud::model::{CreateVolume, NhnEncryptionRequest, Volume as CloudVol
 use crate::cloud::{BlockStorage, CloudError};
 use crate::controller::conditions::Health;
 use crate::controller::credentials::{self, LoadError};
-use crate::controller::report::DELETED_REASON;
+use crate::controller::report::finalizing;
 use crate::controller::{
     CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
 };
@@ -402,14 +402,13 @@ impl<'a> Reconcile<'a> {
     }
 
     async fn cleanup(&self) -> Result<Action, Error> {
-        let secret = self.volume.spec.cloud_credentials_ref.secret_name.clone();
         if !self.volume.needs_cloud_to_delete() {
             let why = if self.managed() {
                 "deletionPolicy is Orphan: the cloud volume is left as it is"
             } else {
                 "managementPolicy is unmanaged: the cloud volume is left as it is"
             };
-            return self.done(&secret, why).await;
+            return self.done(why).await;
         }
         let storage = match self.connect().await {
             Ok(storage) => storage,
@@ -439,14 +438,14 @@ impl<'a> Reconcile<'a> {
         match step {
             DeleteStep::Done => {
                 self.ctx.attempts.reset(&delete_key);
-                self.done(&secret, "the cloud volume is deleted").await
+                self.done("the cloud volume is deleted").await
             }
             DeleteStep::Wait(health) | DeleteStep::Blocked(health) => {
                 self.hold(cloud_volume.as_ref(), &health, false).await
             }
             DeleteStep::Delete => {
                 let Some(v) = cloud_volume else {
-                    return self.done(&secret, "the cloud volume is deleted").await;
+                    return self.done("the cloud volume is deleted").await;
                 };
                 // Only deletes that the cloud failed (error_deleting) use up the retries.
                 if v.status == crate::cloud::model::VolumeStatus::ErrorDeleting {
@@ -498,16 +497,12 @@ impl<'a> Reconcile<'a> {
 
     /// The object no longer needs the cloud: say so, release the credentials Secret if no one
     /// else needs it, and let the finalizer go.
-    async fn done(&self, secret: &str, why: &str) -> Result<Action, Error> {
-        let health = Health::reconciling(DELETED_REASON, format!("{why}; removing the finalizer"));
-        let status = self.status(None, &health);
+    async fn done(&self, why: &str) -> Result<Action, Error> {
+        let status = self.status(None, &finalizing(why));
         self.report
             .write_status(self.volume.status.as_ref(), &status)
             .await?;
-        credentials::release_if_unused(&self.ctx.client, &self.namespace, secret, &self.uid())
-            .await?;
-        self.report.forget();
-        Ok(Action::await_change())
+        self.report.release().await
     }
 }
 
