@@ -13,7 +13,7 @@ demo:
 ## as root); everything else the tests need they build or install themselves, cached.
 test: lint
 	hack/openstack.sh deps
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets --no-fail-fast
 
 ## Formatting and clippy, warnings as errors.
 lint:

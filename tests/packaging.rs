@@ -1205,15 +1205,15 @@ fn dockerfile_copies_what_the_build_reads() {
     for stand_in in ["src/lib.rs", "emulator/src/lib.rs"] {
         std::fs::write(dir.join(stand_in), "").expect("a stand-in");
     }
+    // `--filter-platform` with the host's triple: unfiltered, `cargo metadata` needs every
+    // package in Cargo.lock for every target (Android's included), which no build for this
+    // host ever downloads. No `--offline` either: like the image's own `cargo build`, it may
+    // fetch what the lock names, so the test holds on a machine with an empty cargo cache.
     let output = run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "metadata",
-                "--locked",
-                "--offline",
-                "--format-version=1",
-                "--manifest-path",
-            ])
+            .args(["metadata", "--locked", "--format-version=1"])
+            .args(["--filter-platform", &host_triple()])
+            .arg("--manifest-path")
             .arg(dir.join("Cargo.toml")),
         None,
     );
@@ -1522,4 +1522,17 @@ async fn operator_works_under_the_charts_cluster_rbac() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_works_under_the_charts_namespaced_rbac() {
     operator_works_under_the_charts_rbac("packaging-operator-ns", &["rbac.scope=namespaced"]).await;
+}
+
+/// The triple of the machine the tests run on, as `rustc -vV` reports it.
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = run(Command::new(rustc).arg("-vV"), None);
+    assert!(output.status.success(), "rustc -vV failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .trim()
+        .to_string()
 }
