@@ -3,4 +3,5 @@
 pub mod api;
 pub mod cloud;
 pub mod controller;
+pub mod metrics;
 pub mod operator;

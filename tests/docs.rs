@@ -105,26 +105,16 @@ fn fail_if_any(missing: &[String], what: &str) {
 
 /// Every condition reason the operator can write, with where it comes from.
 fn condition_reasons() -> Vec<(String, String)> {
-    let mut reasons: Vec<(String, String)> = Vec::new();
-    for (file, code) in sources() {
-        for callee in ["Health::ready(", "Health::reconciling(", "Health::stalled("] {
-            for reason in first_literal_arguments(&code, callee) {
-                reasons.push((reason, format!("{file}, {callee}\"...\")")));
-            }
-        }
-    }
-
-    let report = read("src/controller/report.rs");
-    let deleted = first_literal_arguments(&report, "pub const DELETED_REASON: &str =");
-    assert_eq!(
-        deleted.len(),
-        1,
-        "src/controller/report.rs must define DELETED_REASON as a string literal"
-    );
-    reasons.push((
-        deleted[0].clone(),
-        "src/controller/report.rs, DELETED_REASON".into(),
-    ));
+    use cloudvol::controller::reasons::Reason;
+    let mut reasons: Vec<(String, String)> = Reason::ALL
+        .iter()
+        .map(|r| {
+            (
+                r.as_str().to_string(),
+                "src/controller/reasons.rs, Reason".to_string(),
+            )
+        })
+        .collect();
 
     for reason in cloud_error_reasons() {
         reasons.push((
@@ -132,18 +122,15 @@ fn condition_reasons() -> Vec<(String, String)> {
             "src/cloud/error.rs, CloudError::reason() (through cloud_error_health)".into(),
         ));
     }
-    for (reason, file) in static_reason_literals() {
-        reasons.push((reason, format!("{file}, fn reason(&self) -> &'static str")));
-    }
 
     use cloudvol::cloud::model::{ImageStatus, VolumeStatus};
-    use cloudvol::controller::{image, volume};
+    use cloudvol::controller::states;
     let unknown_volume = VolumeStatus::Unknown("not-a-seed-status".into());
     for status in VolumeStatus::KNOWN.iter().chain([&unknown_volume]) {
         reasons.push((
-            volume::decide::status_reason(status),
+            states::volume_reason(status),
             format!(
-                "the volume state {:?} (src/controller/volume/decide.rs, status_reason)",
+                "the volume state {:?} (src/controller/states.rs, volume_reason)",
                 status.as_str()
             ),
         ));
@@ -151,9 +138,9 @@ fn condition_reasons() -> Vec<(String, String)> {
     let unknown_image = ImageStatus::Unknown("not-a-seed-status".into());
     for status in ImageStatus::KNOWN.iter().chain([&unknown_image]) {
         reasons.push((
-            image::decide::status_reason(status),
+            states::image_reason(status),
             format!(
-                "the image state {:?} (src/controller/image/decide.rs, status_reason)",
+                "the image state {:?} (src/controller/states.rs, image_reason)",
                 status.as_str()
             ),
         ));
@@ -161,23 +148,26 @@ fn condition_reasons() -> Vec<(String, String)> {
     reasons
 }
 
-/// The string literals returned by every `fn reason(&self) -> &'static str` in src/ (the
-/// reasons of a kind's cloud writes, such as an ImageShare's `AddingMember`), with their file.
-/// They are condition reasons while the write is under way, and Event reasons once it is made.
-fn static_reason_literals() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (file, code) in sources() {
-        for (start, _) in code.match_indices("fn reason(&self) -> &'static str") {
-            let body = &code[start..];
-            let end = body.find("\n    }\n").unwrap_or(body.len());
-            for (at, _) in body[..end].match_indices("=> ") {
-                if let Some(reason) = leading_literal(&body[at + 3..]) {
-                    out.push((reason, file.clone()));
-                }
-            }
-        }
-    }
-    out
+/// The reasons of an ImageShare's writes: condition reasons while the write is under way, and
+/// Event reasons once it is made.
+fn share_write_reasons() -> Vec<(String, String)> {
+    use cloudvol::cloud::model::Visibility;
+    use cloudvol::controller::share::decide::Write;
+    [
+        Write::SetVisibility,
+        Write::AddMember(String::new()),
+        Write::AcceptAs(String::new()),
+        Write::RemoveMember(String::new()),
+        Write::RestoreVisibility(Visibility::Private),
+    ]
+    .iter()
+    .map(|w| {
+        (
+            w.reason().as_str().to_string(),
+            "src/controller/share/decide.rs, Write::reason".to_string(),
+        )
+    })
+    .collect()
 }
 
 /// The string literals in the body of `CloudError::reason()`.
@@ -262,13 +252,8 @@ fn every_event_reason_is_in_the_api_reference() {
         reasons.iter().any(|(r, _)| r == "VolumeDisappeared"),
         "the scan of src/ found no Event reasons; fix tests/docs.rs"
     );
-    // Writes whose reason comes from a `fn reason` (an ImageShare's `AddingMember`, ...) record
-    // an Event with it too. CloudError::reason() names failures, not writes: skip it.
-    reasons.extend(
-        static_reason_literals()
-            .into_iter()
-            .filter(|(_, file)| file != "src/cloud/error.rs"),
-    );
+    // An ImageShare's writes record an Event with their reason too.
+    reasons.extend(share_write_reasons());
     let api = read("docs/api.md");
     let rows = table_rows(&api);
     let missing: Vec<String> = reasons
@@ -585,18 +570,18 @@ fn the_link_scanner_reads_markdown_as_people_write_it() {
 
 #[test]
 fn every_metric_is_in_the_metrics_page() {
-    let code = read("src/operator/metrics.rs");
+    let code = read("src/metrics.rs");
     let code = without_tests(&code);
     let prefix = first_literal_arguments(code, "Registry::with_prefix(");
     assert_eq!(
         prefix.len(),
         1,
-        "src/operator/metrics.rs builds its registry with Registry::with_prefix(\"...\")"
+        "src/metrics.rs builds its registry with Registry::with_prefix(\"...\")"
     );
     let names = first_literal_arguments(code, "registry.register(");
     assert!(
         names.len() >= 5,
-        "the scan of src/operator/metrics.rs found {names:?}; fix tests/docs.rs"
+        "the scan of src/metrics.rs found {names:?}; fix tests/docs.rs"
     );
     let page = read("docs/metrics.md");
     let rows = table_rows(&page);
@@ -607,12 +592,12 @@ fn every_metric_is_in_the_metrics_page() {
         .iter()
         .map(|name| format!("{}_{name}", prefix[0]))
         .filter(|metric| !registered(metric))
-        .map(|metric| format!("`{metric}` (registered in src/operator/metrics.rs)"))
+        .map(|metric| format!("`{metric}` (registered in src/metrics.rs)"))
         .collect();
 
     // The names as Prometheus scrapes them: counters end in `_total`.
     use cloudvol::cloud::{RequestObserver, RequestRecord};
-    let metrics = cloudvol::operator::metrics::Metrics::new();
+    let metrics = cloudvol::metrics::Metrics::new();
     metrics.reconciled("Volume", std::time::Duration::from_millis(1), Some("X"));
     metrics.object_ready("Volume", "ns/a", Some("True"));
     metrics.observe(&RequestRecord {

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::condition_type::{READY, RECONCILING, STALLED};
+use crate::controller::reasons::Reason;
 
 /// What a reconcile concluded about an object. Exactly one of the three kstatus conditions is
 /// `True`, and it carries the reason and message. Two healths are equal when their conditions
@@ -26,19 +27,40 @@ pub enum Health {
     Stalled { reason: String, message: String },
 }
 
+/// Which of the three kstatus conditions is `True`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Ready,
+    Reconciling,
+    Stalled,
+}
+
 impl Health {
-    pub fn ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Health::Ready {
-            reason: reason.into(),
-            message: message.into(),
-        }
+    pub fn ready(reason: Reason, message: impl Into<String>) -> Self {
+        Health::derived(State::Ready, reason, message)
     }
 
-    pub fn reconciling(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Health::Reconciling {
-            reason: reason.into(),
-            message: message.into(),
-            retry_after: None,
+    pub fn reconciling(reason: Reason, message: impl Into<String>) -> Self {
+        Health::derived(State::Reconciling, reason, message)
+    }
+
+    pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
+        Health::derived(State::Stalled, reason, message)
+    }
+
+    /// A health whose reason is derived rather than chosen by a rule: the CamelCase name of a
+    /// cloud state, or a cloud error's reason. Rules use [`Health::ready`],
+    /// [`Health::reconciling`] and [`Health::stalled`] with a [`Reason`].
+    pub fn derived(state: State, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        let (reason, message) = (reason.into(), message.into());
+        match state {
+            State::Ready => Health::Ready { reason, message },
+            State::Reconciling => Health::Reconciling {
+                reason,
+                message,
+                retry_after: None,
+            },
+            State::Stalled => Health::Stalled { reason, message },
         }
     }
 
@@ -64,13 +86,6 @@ impl Health {
         }
     }
 
-    pub fn stalled(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Health::Stalled {
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
     pub fn reason(&self) -> &str {
         match self {
             Health::Ready { reason, .. }
@@ -93,6 +108,20 @@ impl Health {
             Health::Reconciling { .. } => 1,
             Health::Stalled { .. } => 2,
         }
+    }
+
+    /// The type of the condition that is `True` for this health.
+    pub fn condition_type(&self) -> &'static str {
+        match self {
+            Health::Ready { .. } => READY,
+            Health::Reconciling { .. } => RECONCILING,
+            Health::Stalled { .. } => STALLED,
+        }
+    }
+
+    /// The message as a condition carries it (cut to [`MAX_MESSAGE`]).
+    pub fn condition_message(&self) -> String {
+        truncate(self.message(), MAX_MESSAGE)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -163,7 +192,7 @@ pub fn conditions_for(
                 type_: (*kind).to_string(),
                 status: (*status).to_string(),
                 reason: (*reason).to_string(),
-                message: truncate(message, 1024),
+                message: truncate(message, MAX_MESSAGE),
                 observed_generation: generation,
                 last_transition_time,
             }
@@ -203,6 +232,9 @@ fn reason_message(c: &Condition) -> (String, String) {
     (c.reason.clone(), c.message.clone())
 }
 
+/// The longest condition message, in bytes.
+pub const MAX_MESSAGE: usize = 1024;
+
 /// Kubernetes caps condition messages at 32 KiB; ours stay short so `kubectl` output stays
 /// readable, cutting on a character boundary.
 fn truncate(message: &str, max: usize) -> String {
@@ -231,9 +263,9 @@ mod tests {
     #[test]
     fn exactly_one_condition_is_true_and_it_carries_the_message() {
         let cases = [
-            (Health::ready("Available", "ok"), READY),
-            (Health::reconciling("Creating", "wait"), RECONCILING),
-            (Health::stalled("VolumeInUse", "detach it"), STALLED),
+            (Health::ready(Reason::Shared, "ok"), READY),
+            (Health::reconciling(Reason::Creating, "wait"), RECONCILING),
+            (Health::stalled(Reason::VolumeInUse, "detach it"), STALLED),
         ];
         for (health, true_type) in cases {
             let conditions = conditions_for(&[], &health, Some(3), at(100));
@@ -266,7 +298,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_observation_changes_nothing() {
-        let health = Health::reconciling("Creating", "the cloud is creating the volume");
+        let health = Health::reconciling(Reason::Creating, "the cloud is creating the volume");
         let first = conditions_for(&[], &health, Some(1), at(100));
         let second = conditions_for(&first, &health, Some(1), at(200));
         assert_eq!(first, second);
@@ -274,11 +306,16 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
-        let first = conditions_for(&[], &Health::reconciling("Creating", "a"), Some(1), at(100));
+        let first = conditions_for(
+            &[],
+            &Health::reconciling(Reason::Creating, "a"),
+            Some(1),
+            at(100),
+        );
         // Same statuses, new reason: times stay.
         let second = conditions_for(
             &first,
-            &Health::reconciling("Extending", "b"),
+            &Health::reconciling(Reason::Extending, "b"),
             Some(2),
             at(200),
         );
@@ -286,7 +323,12 @@ mod tests {
         assert_eq!(get(&second, RECONCILING).reason, "Extending");
         assert_eq!(get(&second, READY).observed_generation, Some(2));
         // Ready flips: Ready and Reconciling move, Stalled (still False) stays.
-        let third = conditions_for(&second, &Health::ready("Available", ""), Some(2), at(300));
+        let third = conditions_for(
+            &second,
+            &Health::ready(Reason::Shared, ""),
+            Some(2),
+            at(300),
+        );
         assert_eq!(get(&third, READY).last_transition_time, Time(at(300)));
         assert_eq!(get(&third, RECONCILING).last_transition_time, Time(at(300)));
         assert_eq!(get(&third, STALLED).last_transition_time, Time(at(100)));
@@ -304,7 +346,7 @@ mod tests {
         };
         let out = conditions_for(
             std::slice::from_ref(&foreign),
-            &Health::ready("Available", ""),
+            &Health::ready(Reason::Shared, ""),
             None,
             at(9),
         );
@@ -314,7 +356,12 @@ mod tests {
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {
         let message = "가".repeat(600);
-        let out = conditions_for(&[], &Health::stalled("X", message), None, at(1));
+        let out = conditions_for(
+            &[],
+            &Health::stalled(Reason::InvalidSpec, message),
+            None,
+            at(1),
+        );
         let ready = get(&out, READY);
         assert!(ready.message.len() <= 1024 + "…".len());
         assert!(ready.message.ends_with('…'));

@@ -1,6 +1,9 @@
-//! The `report` end of a reconcile: the status write (server-side apply under one field
-//! manager, skipped when nothing changed), Events on every change of state, the Ready gauge,
-//! and the requeue.
+//! The `report` end of a reconcile, written once for every kind: the conditions of the
+//! reconcile's [`Health`], one status write (server-side apply under one field manager,
+//! skipped when nothing changed), an Event when the object's state changed, the Ready gauge,
+//! and the requeue — or, while a deletion waits, the hold that keeps the finalizer.
+
+use std::sync::Mutex;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -8,51 +11,78 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::conditions::{Health, conditions_for, health_of};
-use super::{CloudKind, Context, Error, FIELD_MANAGER, credentials};
+use super::conditions::{Health, conditions_for};
+use super::reasons::Reason;
+use super::{CloudKind, Context, Error, FIELD_MANAGER, ObjectStatus, secret};
 
-/// The Reconciling reason of an object whose cloud resource is gone (or left alone) during
-/// deletion: it no longer needs its credentials, and its finalizer is being removed.
-pub const DELETED_REASON: &str = "Finalizing";
-
-/// The health of the last step of a deletion: `why` the object is finished with the cloud.
-pub fn finalizing(why: &str) -> Health {
-    Health::reconciling(DELETED_REASON, format!("{why}; removing the finalizer"))
+/// Which arm of kube's finalizer helper a reconcile runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The object lives: a closing requeues.
+    Apply,
+    /// The object is being deleted: a closing holds the finalizer until the deletion is done.
+    Cleanup,
 }
 
 /// Reports one reconcile of one object.
 pub struct Report<'a, K: CloudKind> {
     ctx: &'a Context,
     object: &'a K,
+    phase: Phase,
+    /// What this reconcile wrote last (an intent before a cloud call), if anything.
+    written: Mutex<Option<K::Status>>,
 }
 
 impl<'a, K: CloudKind> Report<'a, K> {
-    pub fn new(ctx: &'a Context, object: &'a K) -> Self {
-        Report { ctx, object }
+    pub fn new(ctx: &'a Context, object: &'a K, phase: Phase) -> Self {
+        Report {
+            ctx,
+            object,
+            phase,
+            written: Mutex::new(None),
+        }
     }
 
-    /// The conditions for `health`, keeping transition times that did not change.
-    pub fn conditions(&self, health: &Health) -> Vec<Condition> {
-        conditions_for(
-            self.object.conditions(),
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The status as it stands: what this reconcile wrote last, else the object's own.
+    pub fn recorded(&self) -> K::Status {
+        self.lock()
+            .clone()
+            .unwrap_or_else(|| self.object.recorded())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<K::Status>> {
+        self.written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `status` with the conditions of `health` for the object's generation, keeping the
+    /// transition times of conditions that did not change.
+    fn stamped(&self, mut status: K::Status, health: &Health) -> K::Status {
+        let generation = self.object.meta().generation;
+        let conditions = conditions_for(
+            self.recorded().conditions(),
             health,
-            self.object.meta().generation,
+            generation,
             Timestamp::now(),
-        )
+        );
+        status.stamp(conditions, generation);
+        status
     }
 
-    /// Writes `new` as the status unless it equals `old`: an unchanged observation writes
-    /// nothing.
-    pub async fn write_status<S: Serialize + PartialEq>(
-        &self,
-        old: Option<&S>,
-        new: &S,
-    ) -> Result<(), Error> {
-        if old == Some(new) {
+    /// Writes `status` with the conditions of `health`, unless that is what is recorded
+    /// already: an unchanged observation writes nothing. Used alone for an intent written
+    /// before a cloud call; [`Self::close`] uses it for the closing write.
+    pub async fn record(&self, status: K::Status, health: &Health) -> Result<(), Error> {
+        let status = self.stamped(status, health);
+        if status == self.recorded() {
             return Ok(());
         }
         let api: Api<K> = Api::namespaced(
@@ -62,7 +92,7 @@ impl<'a, K: CloudKind> Report<'a, K> {
         let patch = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
-            "status": new,
+            "status": status,
         });
         api.patch_status(
             &self.object.name_any(),
@@ -70,31 +100,29 @@ impl<'a, K: CloudKind> Report<'a, K> {
             &Patch::Apply(&patch),
         )
         .await?;
+        *self.lock() = Some(status);
         Ok(())
     }
 
-    /// Writes the status, records an Event when the health changed, and updates the Ready
-    /// gauge.
-    pub async fn finish<S: Serialize + PartialEq>(
+    /// Closes the reconcile: writes the status for `health`, records an Event when the
+    /// object's state changed, updates the Ready gauge, and says when to come back. While a
+    /// deletion is under way that is an [`Error::Hold`], which keeps the finalizer.
+    /// `progressed` says a cloud write just succeeded, which starts the backoff over so the
+    /// next look is soon.
+    pub async fn close(
         &self,
-        old: Option<&S>,
-        new: &S,
+        status: K::Status,
         health: &Health,
-    ) -> Result<(), Error> {
-        self.write_status(old, new).await?;
-        let previous = health_of(self.object.conditions());
-        if previous.as_ref() != Some(health) {
+        progressed: bool,
+    ) -> Result<Action, Error> {
+        self.record(status, health).await?;
+        if changed(self.object.conditions(), health) {
             let (type_, verb) = if health.is_stalled() {
                 (EventType::Warning, "Stalled")
+            } else if health.is_ready() {
+                (EventType::Normal, "Ready")
             } else {
-                (
-                    EventType::Normal,
-                    if health.is_ready() {
-                        "Ready"
-                    } else {
-                        "Reconciling"
-                    },
-                )
+                (EventType::Normal, "Reconciling")
             };
             info!(
                 object = %self.object.key(),
@@ -110,7 +138,47 @@ impl<'a, K: CloudKind> Report<'a, K> {
         self.ctx
             .metrics
             .object_ready(&K::kind(&()), &self.object.key(), Some(ready));
-        Ok(())
+
+        let key = self.object.key();
+        if progressed || health.is_ready() {
+            self.ctx.attempts.reset(&key);
+        }
+        match self.phase {
+            Phase::Apply if health.is_ready() => Ok(self.ctx.resync(self.object)),
+            Phase::Apply => Ok(Action::requeue(self.ctx.backoff(&key, health.wait()))),
+            Phase::Cleanup => Err(Error::Hold {
+                reason: health.reason().to_string(),
+                after: self.ctx.backoff(&key, health.wait()),
+            }),
+        }
+    }
+
+    /// The last step of a deletion: says `why` the object is finished with the cloud (so that
+    /// objects sharing its credentials Secret see it done), releases every Secret it uses that
+    /// nothing else needs, stops counting the object, and lets kube's helper remove the
+    /// finalizer.
+    pub async fn finalize(&self, status: K::Status, why: &str) -> Result<Action, Error> {
+        let health =
+            Health::reconciling(Reason::Finalizing, format!("{why}; removing the finalizer"));
+        self.record(status, &health).await?;
+        let namespace = self.object.namespace().unwrap_or_default();
+        let uid = self.object.uid().unwrap_or_default();
+        let mut secrets: Vec<&str> = self
+            .object
+            .credentials_refs()
+            .iter()
+            .map(|r| r.secret_name.as_str())
+            .collect();
+        secrets.sort_unstable();
+        secrets.dedup();
+        for name in secrets {
+            secret::release_if_unused(&self.ctx.client, &namespace, name, &uid).await?;
+        }
+        self.ctx
+            .metrics
+            .object_ready(&K::kind(&()), &self.object.key(), None);
+        self.ctx.attempts.reset(&self.object.key());
+        Ok(Action::await_change())
     }
 
     /// Records a Kubernetes Event on the object. A failure to record is logged, never fatal.
@@ -131,61 +199,15 @@ impl<'a, K: CloudKind> Report<'a, K> {
             warn!(object = %self.object.key(), error = %err, "cannot record an Event");
         }
     }
+}
 
-    /// The last step of a deletion, once the status says the object is finished with the
-    /// cloud ([`finalizing`]): releases every credentials Secret the object uses that nothing
-    /// else needs, stops counting the object, and lets kube's helper remove the finalizer.
-    pub async fn release(&self) -> Result<Action, Error> {
-        let namespace = self.object.namespace().unwrap_or_default();
-        let uid = self.object.uid().unwrap_or_default();
-        let mut secrets: Vec<&str> = self
-            .object
-            .credentials_refs()
-            .iter()
-            .map(|r| r.secret_name.as_str())
-            .collect();
-        secrets.sort_unstable();
-        secrets.dedup();
-        for secret in secrets {
-            credentials::release_if_unused(&self.ctx.client, &namespace, secret, &uid).await?;
-        }
-        self.forget();
-        Ok(Action::await_change())
-    }
-
-    /// The object is gone from the controller's view: stop counting it.
-    pub fn forget(&self) {
-        self.ctx
-            .metrics
-            .object_ready(&K::kind(&()), &self.object.key(), None);
-        self.ctx.attempts.reset(&self.object.key());
-    }
-
-    /// When to come back: the resync period once Ready (and the backoff starts over), else
-    /// the object's backoff. `progressed` says a cloud write just succeeded, which also starts
-    /// the backoff over so the next look is soon.
-    pub fn requeue(&self, health: &Health, progressed: bool) -> Action {
-        let key = self.object.key();
-        if health.is_ready() {
-            self.ctx.attempts.reset(&key);
-            return self.ctx.resync(self.object);
-        }
-        if progressed {
-            self.ctx.attempts.reset(&key);
-        }
-        Action::requeue(self.ctx.backoff(&key, health.wait()))
-    }
-
-    /// Like [`Self::requeue`], as the error that keeps kube's finalizer helper from removing
-    /// the finalizer while a deletion waits or is blocked.
-    pub fn hold(&self, health: &Health, progressed: bool) -> Error {
-        let key = self.object.key();
-        if progressed {
-            self.ctx.attempts.reset(&key);
-        }
-        Error::Hold {
-            reason: health.reason().to_string(),
-            after: self.ctx.backoff(&key, health.wait()),
-        }
-    }
+/// Whether `health` is another state than the one `before` records: another `True`
+/// condition, reason or message.
+fn changed(before: &[Condition], health: &Health) -> bool {
+    let was = before.iter().find(|c| c.status == "True");
+    was.is_none_or(|c| {
+        c.type_ != health.condition_type()
+            || c.reason != health.reason()
+            || c.message != health.condition_message()
+    })
 }

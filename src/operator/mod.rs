@@ -2,7 +2,6 @@
 //! graceful shutdown.
 
 pub mod leader;
-pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +21,8 @@ use tracing::{error, info, warn};
 use crate::api::Volume;
 use crate::cloud::{CloudHttp, Connector, TransportConfig};
 use crate::controller::{self, Context, Settings};
+use crate::metrics::Metrics;
 use leader::LeaderElection;
-use metrics::Metrics;
 
 /// Flags of `cloudvol run`; each has an environment variable for Deployments and Helm values.
 #[derive(Args, Debug, Clone)]

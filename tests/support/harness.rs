@@ -23,7 +23,7 @@ use cloudvol::cloud::{
 };
 use cloudvol::controller::requeue::Backoff;
 use cloudvol::controller::{Context, Settings};
-use cloudvol::operator::metrics::Metrics;
+use cloudvol::metrics::Metrics;
 use cloudvol_emulator::{Config, Emulator};
 use futures::future::BoxFuture;
 

@@ -5,71 +5,51 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::api::{ImageVisibility, VolumeImageResource};
-use crate::cloud::model::{Image, ImageStatus, PatchOp, VolumeStatus};
-use crate::controller::conditions::Health;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::{ImageVisibility, Volume as VolumeObject, VolumeImageResource};
+use crate::cloud::CloudError;
+use crate::cloud::model::{Image, ImageStatus, PatchOp, UploadToImage, VolumeStatus};
+use crate::controller::conditions::{Health, State};
+use crate::controller::reasons::Reason;
+use crate::controller::states::{StatusClass, image_class, image_reason, volume_class};
+use crate::controller::{cloud_error_health, paused, ready_at_generation};
 
 /// The tag that marks an image as made for one Kubernetes object (its UID), so that an upload
 /// is never repeated for the same object (DESIGN.md §5). Glance tags are free strings; this one
 /// avoids `/`, which would have to travel in a URL path.
 pub fn uid_tag(uid: &str) -> String {
-    format!("cloudvol-uid:{uid}")
+    format!("{MARK_PREFIX}{uid}")
 }
 
 /// Whether a tag is one of cloudvol's marks.
 fn is_mark(tag: &str) -> bool {
-    tag.starts_with("cloudvol-uid:")
+    tag.starts_with(MARK_PREFIX)
 }
 
-/// How an image status bears on the object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StatusClass {
-    Usable,
-    Transitional,
-    NeedsPerson,
-}
-
-/// Classifies an image status (seed 004 lists six; Glance adds a few).
-pub fn classify(status: &ImageStatus) -> StatusClass {
-    use ImageStatus::*;
-    match status {
-        Active => StatusClass::Usable,
-        Queued | Saving | Uploading | Importing => StatusClass::Transitional,
-        Killed | Deleted | PendingDelete | Deactivated | Unknown(_) => StatusClass::NeedsPerson,
-    }
-}
-
-/// The condition reason for an image status: CamelCase, or `UnknownStatus`.
-pub fn status_reason(status: &ImageStatus) -> String {
-    match status {
-        ImageStatus::Unknown(_) => "UnknownStatus".into(),
-        known => known
-            .as_str()
-            .split('_')
-            .map(|w| {
-                let mut c = w.chars();
-                c.next()
-                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                    .unwrap_or_default()
-            })
-            .collect(),
-    }
-}
+/// What every image mark starts with.
+const MARK_PREFIX: &str = "cloudvol-uid:";
 
 /// The health an image status alone implies.
 pub fn status_health(image: &Image) -> Health {
-    let reason = status_reason(&image.status);
+    let reason = image_reason(&image.status);
     let status = image.status.as_str();
-    match classify(&image.status) {
-        StatusClass::Usable => Health::ready(reason, format!("image {} is active", image.id)),
-        StatusClass::Transitional => Health::reconciling(
+    match image_class(&image.status) {
+        StatusClass::Usable => Health::derived(
+            State::Ready,
+            reason,
+            format!("image {} is active", image.id),
+        ),
+        StatusClass::Transitional => Health::derived(
+            State::Reconciling,
             reason,
             format!(
                 "image {} is {status}; waiting for the cloud to finish it",
                 image.id
             ),
         ),
-        StatusClass::NeedsPerson => Health::stalled(
+        StatusClass::NeedsPerson => Health::derived(
+            State::Stalled,
             reason,
             match &image.status {
                 ImageStatus::Killed => format!(
@@ -92,25 +72,82 @@ pub fn status_health(image: &Image) -> Health {
 /// cloud leaves by itself wait: for every other state (an attached volume without `force`, an
 /// error state) the cloud's own refusal is what a person gets to read.
 pub fn source_volume_wait(volume_id: &str, status: &VolumeStatus) -> Option<Health> {
-    match status {
-        VolumeStatus::Creating
-        | VolumeStatus::Attaching
-        | VolumeStatus::Detaching
-        | VolumeStatus::Extending
-        | VolumeStatus::Uploading
-        | VolumeStatus::Downloading
-        | VolumeStatus::Retyping
-        | VolumeStatus::Maintenance
-        | VolumeStatus::BackingUp
-        | VolumeStatus::RestoringBackup => Some(Health::reconciling(
-            "WaitingForVolume",
+    // A volume being deleted will not come back: the cloud's refusal says so.
+    let waits =
+        volume_class(status) == StatusClass::Transitional && *status != VolumeStatus::Deleting;
+    waits.then(|| {
+        Health::reconciling(
+            Reason::WaitingForVolume,
             format!(
                 "volume {volume_id} is {}; the upload starts once it is available",
                 status.as_str()
             ),
-        )),
-        _ => None,
+        )
+    })
+}
+
+/// The source volume's id from the `Volume` a `volumeRef` names (read from the API), or the
+/// health to report while there is none: it must exist and be Ready for its generation.
+pub fn source_from_ref(name: &str, volume: Option<&VolumeObject>) -> Result<String, Health> {
+    let waiting = |why: String| Health::reconciling(Reason::WaitingForVolume, why);
+    let Some(volume) = volume else {
+        return Err(waiting(format!("Volume {name} does not exist yet")));
+    };
+    match volume.status.as_ref().and_then(|s| s.id.clone()) {
+        Some(id) if ready_at_generation(volume) => Ok(id),
+        _ => Err(waiting(format!("Volume {name} is not Ready yet"))),
     }
+}
+
+/// The upload request that makes the image from `volume_id`, or why it waits: the source
+/// volume is in a state the cloud leaves by itself, or the object is paused.
+pub fn upload_request(
+    resource: &VolumeImageResource,
+    volume_id: &str,
+    volume_status: &VolumeStatus,
+    is_paused: bool,
+) -> Result<UploadToImage, Health> {
+    if let Some(health) = source_volume_wait(volume_id, volume_status) {
+        return Err(health);
+    }
+    if is_paused {
+        return Err(paused("make the image"));
+    }
+    Ok(UploadToImage {
+        image_name: resource.name.clone(),
+        force: resource.force,
+        disk_format: Some(resource.disk_format.clone()),
+        container_format: Some(resource.container_format.as_str().to_string()),
+        // Always said: upstream Cinder makes a `shared` image when none is given, NHN a
+        // `private` one. Unset in the spec means private at birth, then left alone.
+        visibility: Some(
+            match resource.visibility.unwrap_or(ImageVisibility::Private) {
+                ImageVisibility::Private => "private",
+                ImageVisibility::Shared => "shared",
+            }
+            .to_string(),
+        ),
+        // Protection comes after the mark is tagged: NHN refuses to change a protected image.
+        protected: None,
+    })
+}
+
+/// Of the images named like an upload whose answer was lost, the one it made: no cloudvol
+/// mark yet, made no earlier than `not_before`; the oldest of those.
+pub fn lost_upload(named: Vec<Image>, not_before: Timestamp) -> Option<Image> {
+    let mut candidates: Vec<Image> = named
+        .into_iter()
+        .filter(|image| {
+            !image.tags.iter().any(|t| is_mark(t))
+                && image
+                    .created_at
+                    .as_deref()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .is_some_and(|t| t >= not_before)
+        })
+        .collect();
+    candidates.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    candidates.into_iter().next()
 }
 
 /// The one cloud write a reconcile makes next on an existing image.
@@ -185,21 +222,32 @@ pub fn decide(wanted: &Wanted<'_>, image: &Image) -> Decision {
     if wanted.paused {
         return Decision {
             write: None,
-            health: Health::stalled(
-                "Paused",
-                format!(
-                    "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not \
-                     {pending}; remove the annotation to continue"
-                ),
-            ),
+            health: paused(&pending),
         };
     }
     Decision {
         write: Some(write),
         health: Health::reconciling(
-            "Updating",
+            Reason::Updating,
             format!("cloudvol is asking the cloud to {pending}"),
         ),
+    }
+}
+
+/// The health of a change the cloud refused. NHN refuses every change to a protected image:
+/// say what works instead.
+pub fn update_refused(image: &Image, err: &CloudError) -> Health {
+    match err {
+        CloudError::Forbidden { message } if image.protected => Health::stalled(
+            Reason::ImageProtected,
+            format!(
+                "image {} is protected and the cloud refuses to change it: {message}; set \
+                 spec.resource.protected: true to let cloudvol lift the protection around \
+                 changes, or false to drop it",
+                image.id
+            ),
+        ),
+        other => cloud_error_health("the cloud refused to change the image", other),
     }
 }
 
@@ -282,7 +330,7 @@ pub fn decide_delete(
     image: Option<&Image>,
     spec_protected: Option<bool>,
     shares: &[(String, bool)],
-    paused: bool,
+    is_paused: bool,
 ) -> DeleteStep {
     let Some(image) = image else {
         return DeleteStep::Done;
@@ -301,24 +349,20 @@ pub fn decide_delete(
             }
         );
         return if all_leaving {
-            DeleteStep::Wait(Health::reconciling("WaitingForImageShares", message))
+            DeleteStep::Wait(Health::reconciling(Reason::WaitingForImageShares, message))
         } else {
-            DeleteStep::Blocked(Health::stalled("ReferencedByImageShare", message))
+            DeleteStep::Blocked(Health::stalled(Reason::ReferencedByImageShare, message))
         };
     }
-    if paused {
-        return DeleteStep::Blocked(Health::stalled(
-            "Paused",
-            "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not delete the \
-             image; remove the annotation to continue",
-        ));
+    if is_paused {
+        return DeleteStep::Blocked(paused("delete the image"));
     }
     if image.protected {
         if spec_protected == Some(false) {
             return DeleteStep::Unprotect;
         }
         return DeleteStep::Blocked(Health::stalled(
-            "ImageProtected",
+            Reason::ImageProtected,
             format!(
                 "image {} is protected, so cloudvol does not delete it; set \
                  spec.resource.protected: false to let the deletion proceed",
@@ -330,8 +374,9 @@ pub fn decide_delete(
         ImageStatus::Queued
         | ImageStatus::Saving
         | ImageStatus::Uploading
-        | ImageStatus::Importing => DeleteStep::Wait(Health::reconciling(
-            status_reason(&image.status),
+        | ImageStatus::Importing => DeleteStep::Wait(Health::derived(
+            State::Reconciling,
+            image_reason(&image.status),
             format!(
                 "image {} is {}; cloudvol deletes it once the cloud finishes",
                 image.id,
@@ -395,7 +440,7 @@ mod tests {
         assert_eq!(STATUS_TABLE.len(), ImageStatus::KNOWN.len() + 1);
         for (status, class, reason) in STATUS_TABLE {
             let img = image(status);
-            assert_eq!(&classify(&img.status), class, "{status}");
+            assert_eq!(&image_class(&img.status), class, "{status}");
             let health = status_health(&img);
             assert_eq!(health.reason(), *reason);
             let expected = match class {

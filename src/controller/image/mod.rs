@@ -1,11 +1,13 @@
 //! The VolumeImage controller: one `VolumeImage` object, one image, made from a volume with
 //! `os-volume_upload_image` or adopted.
+//!
+//! observe (find the image: [`locate`]) → decide ([`next_step`], then [`decide`],
+//! [`upload_request`] or [`decide_delete`]) → act (at most one cloud write) → report.
 
 pub mod decide;
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
@@ -14,40 +16,36 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{
-    CloudCredentialsRef, DeletionPolicy, ImageShare, ImageVisibility, ManagementPolicy,
-    ObservedImage, Volume, VolumeImage, VolumeImageStatus,
+use crate::api::{ImageShare, ObservedImage, Volume, VolumeImage, VolumeImageStatus};
+use crate::cloud::model::{Image as CloudImage, ImageQuery, PatchOp};
+use crate::cloud::{CloudError, Image};
+use crate::controller::conditions::Health;
+use crate::controller::lifecycle::{Cycle, Reconcile};
+use crate::controller::locate::{Finder, Keys, Located, Next, Noun, locate, next_step};
+use crate::controller::reasons::Reason;
+use crate::controller::{CloudKind, Common, Context, Error, Scope, cloud_error_health, object_ref};
+use decide::{
+    DeleteStep, Wanted, Write, decide, decide_delete, lost_upload, source_from_ref, uid_tag,
+    upload_request,
 };
-use crate::cloud::model::{Image as CloudImage, ImageQuery, PatchOp, UploadToImage};
-use crate::cloud::{BlockStorage, CloudCredentials, CloudError, Image};
-use crate::controller::conditions::{Health, health_of};
-use crate::controller::credentials::{self, LoadError};
-use crate::controller::report::finalizing;
-use crate::controller::{
-    CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
-};
-use decide::{DeleteStep, Wanted, Write, decide, decide_delete, source_volume_wait, uid_tag};
 
 impl CloudKind for VolumeImage {
     const FINALIZER: &'static str = "cloudvol.dev/volumeimage";
+    const LEFT_ALONE: &'static str = "the image is left as it is";
+    type Status = VolumeImageStatus;
 
-    fn credentials_refs(&self) -> Vec<&CloudCredentialsRef> {
-        vec![&self.spec.cloud_credentials_ref]
+    fn common(&self) -> Common<'_> {
+        Common {
+            credentials: &self.spec.cloud_credentials_ref,
+            management_policy: self.spec.management_policy,
+            deletion_policy: self.spec.deletion_policy,
+            resync_period: self.spec.resync_period.as_deref(),
+            import: self.spec.import.as_ref(),
+        }
     }
-    fn management_policy(&self) -> ManagementPolicy {
-        self.spec.management_policy
-    }
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
-    }
-    fn resync_period(&self) -> Option<&str> {
-        self.spec.resync_period.as_deref()
-    }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
+
+    fn status(&self) -> Option<&VolumeImageStatus> {
+        self.status.as_ref()
     }
 }
 
@@ -97,167 +95,151 @@ pub fn relations(
 
 /// Reconciles one VolumeImage.
 pub async fn reconcile(image: Arc<VolumeImage>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ctx = &ctx;
-    with_finalizer(
-        image,
-        ctx,
-        |i| async move { Reconcile::new(ctx, &i).apply().await },
-        |i| async move { Reconcile::new(ctx, &i).cleanup().await },
-    )
-    .await
+    crate::controller::lifecycle::reconcile(image, ctx).await
 }
 
 /// How far an image made from a volume may predate the object and still be the one its lost
 /// upload made: the cloud's clock and the API server's may differ.
 const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
 
-enum Located {
-    Found(Box<CloudImage>),
-    NotCreated,
-    Disappeared(String),
-    ImportMissing(String),
-    Ambiguous(Vec<String>),
-}
+const NOUN: Noun = Noun {
+    one: "image",
+    many: "images",
+    gone: Reason::ImageNotFound,
+};
 
-/// What status fields a report keeps or sets besides the conditions.
-#[derive(Default)]
-struct Facts<'a> {
-    image: Option<&'a CloudImage>,
-    image_id: Option<String>,
-    source_volume_id: Option<String>,
-    upload_requested_at: Option<String>,
-}
+/// Finds images through the image API. Marks are looked for among the credentials' own
+/// images only.
+struct Images<'a>(&'a dyn Image);
 
-struct Reconcile<'a> {
-    ctx: &'a Context,
-    object: &'a VolumeImage,
-    report: Report<'a, VolumeImage>,
-    namespace: String,
-}
+impl Finder for Images<'_> {
+    type Resource = CloudImage;
 
-impl<'a> Reconcile<'a> {
-    fn new(ctx: &'a Context, object: &'a VolumeImage) -> Self {
-        Reconcile {
-            ctx,
-            object,
-            report: Report::new(ctx, object),
-            namespace: object.namespace().unwrap_or_default(),
+    fn id(image: &CloudImage) -> &str {
+        &image.id
+    }
+
+    async fn show(&self, id: &str) -> Result<Option<CloudImage>, CloudError> {
+        match self.0.show_image(id).await {
+            Ok(image) => Ok(Some(image)),
+            Err(CloudError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err),
         }
     }
 
-    fn managed(&self) -> bool {
-        self.object.spec.management_policy == ManagementPolicy::Managed
-    }
-
-    /// The object's mark, when it makes its image (not for imports).
-    fn mark(&self) -> Option<String> {
-        (self.managed() && self.object.spec.import.is_none())
-            .then(|| uid_tag(&self.object.uid().unwrap_or_default()))
-    }
-
-    fn status(&self) -> VolumeImageStatus {
-        self.object.status.clone().unwrap_or_default()
-    }
-
-    async fn credentials(&self) -> Result<CloudCredentials, LoadError> {
-        let reference = &self.object.spec.cloud_credentials_ref;
-        credentials::load(&self.ctx.client, &self.namespace, reference).await
-    }
-
-    fn images(&self, creds: &CloudCredentials) -> Result<Arc<dyn Image>, LoadError> {
-        self.ctx.connector.image(creds).map_err(|err| {
-            LoadError::Stalled(cloud_error_health(
-                "cannot use these credentials for images",
-                &err,
-            ))
-        })
-    }
-
-    async fn apply(&self) -> Result<Action, Error> {
-        let (creds, images) = match self
-            .credentials()
-            .await
-            .and_then(|c| self.images(&c).map(|i| (c, i)))
-        {
-            Ok(both) => both,
-            Err(LoadError::Api(err)) => return Err(err),
-            Err(LoadError::Stalled(health)) => {
-                return self.finish(Facts::default(), &health, false).await;
-            }
+    async fn named(&self, name: &str) -> Result<Vec<CloudImage>, CloudError> {
+        let query = ImageQuery {
+            name: Some(name.to_string()),
+            ..Default::default()
         };
-        if self.object.needs_cloud_to_delete() {
-            let secret = &self.object.spec.cloud_credentials_ref.secret_name;
-            credentials::hold(&self.ctx.client, &self.namespace, secret).await?;
-        }
-        let located = match self.locate(images.as_ref()).await {
+        self.0.list_images(&query).await
+    }
+
+    async fn marked(&self, uid: &str) -> Result<Vec<CloudImage>, CloudError> {
+        let query = ImageQuery {
+            tags: vec![uid_tag(uid)],
+            owner: self.0.project_id().await?,
+            ..Default::default()
+        };
+        let mut marked = self.0.list_images(&query).await?;
+        marked.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(marked)
+    }
+}
+
+/// The object makes its own image (rather than adopting one).
+fn creates(object: &VolumeImage) -> bool {
+    object.managed() && object.spec.import.is_none()
+}
+
+/// Finds the image: by `status.id`, by the import, by the object's mark, or — when an upload
+/// may have been sent — by the name and time of that upload.
+async fn find(images: &dyn Image, object: &VolumeImage) -> Result<Located<CloudImage>, CloudError> {
+    let uid = object.uid().unwrap_or_default();
+    let status = object.status.as_ref();
+    let keys = Keys {
+        recorded_id: status.and_then(|s| s.id.as_deref()),
+        import: object.spec.import.as_ref(),
+        mark: creates(object).then_some(uid.as_str()),
+    };
+    let located = locate(&Images(images), &keys).await?;
+    let upload_sent = status.is_some_and(|s| s.upload_requested_at.is_some());
+    let (Located::NotCreated, true, Some(resource)) =
+        (&located, upload_sent, object.spec.resource.as_ref())
+    else {
+        return Ok(located);
+    };
+    // An upload was sent, but its answer (or the status write after it) was lost: the image
+    // it made has our name and owner, no cloudvol mark yet, and is younger than the object.
+    let not_before = object
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0 - CLOCK_SKEW)
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let named = images
+        .list_images(&ImageQuery {
+            name: Some(resource.name.clone()),
+            owner: images.project_id().await?,
+            ..Default::default()
+        })
+        .await?;
+    Ok(match lost_upload(named, not_before) {
+        Some(image) => Located::Found(image),
+        None => Located::NotCreated,
+    })
+}
+
+impl Reconcile for VolumeImage {
+    async fn apply(cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+        let images = match cycle.images() {
+            Ok(images) => images,
+            Err(health) => return cycle.report(&health).await,
+        };
+        let object = cycle.object;
+        let located = match find(images.as_ref(), object).await {
             Ok(located) => located,
             Err(err) => {
-                return self
-                    .finish(
-                        Facts::default(),
-                        &cloud_error_health("cannot read the image", &err),
-                        false,
-                    )
+                return cycle
+                    .report(&cloud_error_health("cannot read the image", &err))
                     .await;
             }
         };
-        let image = match located {
-            Located::Found(image) => *image,
-            Located::Ambiguous(ids) => {
-                let health = Health::stalled(
-                    "AmbiguousImport",
-                    format!(
-                        "spec.import.filter matches {} images ({}); cloudvol never guesses: import by id instead",
-                        ids.len(),
-                        ids.join(", ")
-                    ),
-                );
-                return self.finish(Facts::default(), &health, false).await;
-            }
-            Located::ImportMissing(what) => {
-                let health = Health::stalled(
-                    "ImportNotFound",
-                    format!("no image matches spec.import ({what}); check the id or the name"),
-                );
-                return self.finish(Facts::default(), &health, false).await;
-            }
-            Located::Disappeared(id) if self.mark().is_none() => {
-                let health = Health::stalled(
-                    "ImageNotFound",
-                    format!("the imported image {id} no longer exists in the cloud"),
-                );
-                return self.finish(Facts::default(), &health, false).await;
-            }
-            Located::Disappeared(id) => {
-                self.report
+        let image = match next_step(located, NOUN, creates(object)) {
+            Next::Observe(image) => image,
+            Next::Report(health) => return cycle.report(&health).await,
+            Next::Create => return upload(&cycle).await,
+            Next::Recreate(id) => {
+                cycle
+                    .report
                     .event(
                         EventType::Warning,
                         "ImageDisappeared",
-                        &format!("image {id} was deleted outside cloudvol; making it again from the volume"),
+                        &format!(
+                            "image {id} was deleted outside cloudvol; making it again from the \
+                             volume"
+                        ),
                         "Recreate",
                     )
                     .await;
-                return self.upload(&creds).await;
+                return upload(&cycle).await;
             }
-            Located::NotCreated => return self.upload(&creds).await,
         };
-        let mark = self.mark();
+        let mark = creates(object).then(|| uid_tag(&object.uid().unwrap_or_default()));
         let wanted = Wanted {
-            resource: if self.managed() {
-                self.object.spec.resource.as_ref()
+            resource: if object.managed() {
+                object.spec.resource.as_ref()
             } else {
                 None
             },
             mark: mark.as_deref(),
-            paused: self.object.paused(),
+            paused: object.paused(),
         };
         let decision = decide(&wanted, &image);
-        let facts = Facts {
-            image: Some(&image),
-            ..Facts::default()
-        };
         let Some(write) = decision.write else {
-            return self.finish(facts, &decision.health, false).await;
+            return cycle
+                .close(status(&cycle, Some(&image)), &decision.health, false)
+                .await;
         };
         let ops = match &write {
             Write::Unprotect => vec![PatchOp::replace("protected", false)],
@@ -266,7 +248,8 @@ impl<'a> Reconcile<'a> {
         };
         match images.update_image(&image.id, &ops).await {
             Ok(updated) => {
-                self.report
+                cycle
+                    .report
                     .event(
                         EventType::Normal,
                         "Updated",
@@ -274,421 +257,53 @@ impl<'a> Reconcile<'a> {
                         "Update",
                     )
                     .await;
-                let facts = Facts {
-                    image: Some(&updated),
-                    ..Facts::default()
-                };
-                self.finish(facts, &decision.health, true).await
-            }
-            Err(err @ CloudError::Forbidden { .. }) if image.protected => {
-                let health = Health::stalled(
-                    "ImageProtected",
-                    format!(
-                        "image {} is protected and the cloud refuses to change it: {}; set \
-                         spec.resource.protected: true to let cloudvol lift the protection \
-                         around changes, or false to drop it",
-                        image.id,
-                        err.message()
-                    ),
-                );
-                self.finish(facts, &health, false).await
+                cycle
+                    .close(status(&cycle, Some(&updated)), &decision.health, true)
+                    .await
             }
             Err(err) => {
-                let health = cloud_error_health("the cloud refused to change the image", &err);
-                self.finish(facts, &health, false).await
+                let health = decide::update_refused(&image, &err);
+                cycle
+                    .close(status(&cycle, Some(&image)), &health, false)
+                    .await
             }
         }
     }
 
-    /// Finds the image: by `status.id`, by the import, by the object's mark, or — when an
-    /// upload may have been sent — by the name and time of that upload.
-    async fn locate(&self, images: &dyn Image) -> Result<Located, CloudError> {
-        let status = self.status();
-        let import = self.object.spec.import.as_ref();
-        if let Some(id) = &status.id {
-            match images.show_image(id).await {
-                Ok(image) => return Ok(Located::Found(Box::new(image))),
-                Err(CloudError::NotFound { .. }) if import.is_some_and(|i| i.filter.is_some()) => {}
-                Err(CloudError::NotFound { .. }) => return Ok(Located::Disappeared(id.clone())),
-                Err(err) => return Err(err),
-            }
-        }
-        if let Some(import) = import {
-            if let Some(id) = &import.id {
-                return match images.show_image(id).await {
-                    Ok(image) => Ok(Located::Found(Box::new(image))),
-                    Err(CloudError::NotFound { .. }) => {
-                        Ok(Located::ImportMissing(format!("id {id}")))
-                    }
-                    Err(err) => Err(err),
-                };
-            }
-            if let Some(filter) = &import.filter {
-                let query = ImageQuery {
-                    name: Some(filter.name.clone()),
-                    ..Default::default()
-                };
-                let mut found = images.list_images(&query).await?;
-                return Ok(match found.len() {
-                    0 => Located::ImportMissing(format!("name {:?}", filter.name)),
-                    1 => Located::Found(Box::new(found.remove(0))),
-                    _ => Located::Ambiguous(found.into_iter().map(|i| i.id).collect()),
-                });
-            }
-        }
-        let Some(mark) = self.mark() else {
-            return Ok(Located::NotCreated);
-        };
-        let owner = images.project_id().await?;
-        let marked = images
-            .list_images(&ImageQuery {
-                tags: vec![mark],
-                owner: owner.clone(),
-                ..Default::default()
-            })
-            .await?;
-        if let Some(image) = oldest(marked) {
-            return Ok(Located::Found(Box::new(image)));
-        }
-        if status.upload_requested_at.is_none() {
-            return Ok(Located::NotCreated);
-        }
-        // An upload was sent, but its answer (or the status write after it) was lost: the image
-        // it made has our name and owner, no cloudvol mark yet, and is younger than the object.
-        let Some(resource) = &self.object.spec.resource else {
-            return Ok(Located::NotCreated);
-        };
-        let created = self
-            .object
-            .meta()
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0 - CLOCK_SKEW)
-            .unwrap_or(Timestamp::UNIX_EPOCH);
-        let named = images
-            .list_images(&ImageQuery {
-                name: Some(resource.name.clone()),
-                owner,
-                ..Default::default()
-            })
-            .await?;
-        let candidates = named.into_iter().filter(|image| {
-            !image.tags.iter().any(|t| t.starts_with("cloudvol-uid:"))
-                && image
-                    .created_at
-                    .as_deref()
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .is_some_and(|t| t >= created)
-        });
-        Ok(match oldest(candidates.collect()) {
-            Some(image) => Located::Found(Box::new(image)),
-            None => Located::NotCreated,
-        })
-    }
-
-    /// The source volume's cloud ID, or the health to report while there is none yet.
-    async fn source_volume_id(&self) -> Result<String, Health> {
-        let Some(resource) = &self.object.spec.resource else {
-            return Err(Health::stalled("ImportNotFound", "no image to observe"));
-        };
-        if let Some(id) = &resource.volume_id {
-            return Ok(id.clone());
-        }
-        let Some(reference) = &resource.volume_ref else {
-            return Err(Health::stalled(
-                "InvalidSpec",
-                "spec.resource needs volumeRef or volumeID",
-            ));
-        };
-        let volumes: Api<Volume> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let waiting = |why: String| Health::reconciling("WaitingForVolume", why);
-        let volume = match volumes.get_opt(&reference.name).await {
-            Ok(Some(volume)) => volume,
-            Ok(None) => {
-                return Err(waiting(format!(
-                    "Volume {} does not exist yet",
-                    reference.name
-                )));
-            }
-            Err(err) => {
-                return Err(waiting(format!(
-                    "cannot read Volume {}: {err}",
-                    reference.name
-                )));
-            }
-        };
-        let ready = health_of(volume.conditions()).is_some_and(|h| h.is_ready());
-        match volume.status.and_then(|s| s.id) {
-            Some(id) if ready => Ok(id),
-            _ => Err(waiting(format!(
-                "Volume {} is not Ready yet",
-                reference.name
-            ))),
-        }
-    }
-
-    /// Makes the image from the source volume, recording the request first.
-    async fn upload(&self, creds: &CloudCredentials) -> Result<Action, Error> {
-        let Some(resource) = self
-            .object
-            .spec
-            .resource
-            .as_ref()
-            .filter(|_| self.managed())
-        else {
-            let health = Health::stalled("ImportNotFound", "no image to observe");
-            return self.finish(Facts::default(), &health, false).await;
-        };
-        let volume_id = match self.source_volume_id().await {
-            Ok(id) => id,
-            Err(health) => return self.finish(Facts::default(), &health, false).await,
-        };
-        let storage: Arc<dyn BlockStorage> = match self.ctx.connector.block_storage(creds) {
-            Ok(storage) => storage,
-            Err(err) => {
-                let health = cloud_error_health(
-                    "cannot make an image: no block storage with these credentials",
-                    &err,
-                );
-                return self.finish(Facts::default(), &health, false).await;
-            }
-        };
-        let volume = match storage.show_volume(&volume_id).await {
-            Ok(volume) => volume,
-            Err(CloudError::NotFound { .. }) => {
-                let health = Health::stalled(
-                    "SourceVolumeNotFound",
-                    format!("the source volume {volume_id} does not exist in the cloud"),
-                );
-                return self.finish(Facts::default(), &health, false).await;
-            }
-            Err(err) => {
-                let health = cloud_error_health("cannot read the source volume", &err);
-                return self.finish(Facts::default(), &health, false).await;
-            }
-        };
-        if let Some(health) = source_volume_wait(&volume_id, &volume.status) {
-            return self.finish(Facts::default(), &health, false).await;
-        }
-        if self.object.paused() {
-            let health = Health::stalled(
-                "Paused",
-                "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not make the image; remove \
-                 the annotation to continue",
-            );
-            return self.finish(Facts::default(), &health, false).await;
-        }
-        // Intent first: if the answer is lost, the next reconcile looks for what it made.
-        let requested_at = Timestamp::now().to_string();
-        let intent = Health::reconciling(
-            "Uploading",
-            format!(
-                "cloudvol is asking the cloud to make image {:?} from volume {volume_id}",
-                resource.name
-            ),
-        );
-        let facts = Facts {
-            source_volume_id: Some(volume_id.clone()),
-            upload_requested_at: Some(requested_at.clone()),
-            ..Facts::default()
-        };
-        let status = self.build_status(facts, &intent);
-        self.report
-            .write_status(self.object.status.as_ref(), &status)
-            .await?;
-
-        let request = UploadToImage {
-            image_name: resource.name.clone(),
-            force: resource.force,
-            disk_format: Some(resource.disk_format.clone()),
-            container_format: Some(resource.container_format.as_str().to_string()),
-            // Always said: upstream Cinder makes a `shared` image when none is given, NHN a
-            // `private` one. Unset in the spec means private at birth, then left alone.
-            visibility: Some(
-                match resource.visibility.unwrap_or(ImageVisibility::Private) {
-                    ImageVisibility::Private => "private",
-                    ImageVisibility::Shared => "shared",
-                }
-                .to_string(),
-            ),
-            // Protection comes after the mark is tagged: NHN refuses to change a protected image.
-            protected: None,
-        };
-        let facts = Facts {
-            source_volume_id: Some(volume_id.clone()),
-            upload_requested_at: Some(requested_at),
-            ..Facts::default()
-        };
-        match storage.upload_to_image(&volume_id, &request).await {
-            Ok(uploaded) => {
-                let health = Health::reconciling(
-                    "Uploading",
-                    format!(
-                        "the cloud is making image {} from volume {volume_id}",
-                        uploaded.image_id
-                    ),
-                );
-                self.report
-                    .event(
-                        EventType::Normal,
-                        "UploadStarted",
-                        &format!("making image {} from volume {volume_id}", uploaded.image_id),
-                        "Upload",
-                    )
-                    .await;
-                let facts = Facts {
-                    image_id: Some(uploaded.image_id),
-                    ..facts
-                };
-                // The status (with the new image's ID) goes against the object as it was
-                // before the intent write; a conflict-free server-side apply.
-                self.finish(facts, &health, true).await
-            }
-            Err(CloudError::BadRequest { message }) => {
-                let health = Health::stalled(
-                    "UploadRefused",
-                    format!(
-                        "the cloud refused to make the image from volume {volume_id}: {message}"
-                    ),
-                );
-                self.finish(facts, &health, false).await
-            }
-            Err(err) => {
-                let health = cloud_error_health("the cloud did not confirm the upload", &err);
-                self.finish(facts, &health, false).await
-            }
-        }
-    }
-
-    fn build_status(&self, facts: Facts<'_>, health: &Health) -> VolumeImageStatus {
-        let previous = self.status();
-        let id = facts
-            .image
-            .map(|i| i.id.clone())
-            .or(facts.image_id)
-            .or(previous.id);
-        VolumeImageStatus {
-            observed_generation: self.object.metadata.generation,
-            conditions: self.report.conditions(health),
-            id,
-            source_volume_id: facts.source_volume_id.or(previous.source_volume_id),
-            upload_requested_at: facts.upload_requested_at.or(previous.upload_requested_at),
-            resource: facts.image.map(observed).or(previous.resource),
-        }
-    }
-
-    async fn finish(
-        &self,
-        facts: Facts<'_>,
-        health: &Health,
-        progressed: bool,
-    ) -> Result<Action, Error> {
-        let status = self.build_status(facts, health);
-        self.report
-            .finish(self.object.status.as_ref(), &status, health)
-            .await?;
-        Ok(self.report.requeue(health, progressed))
-    }
-
-    async fn hold(
-        &self,
-        facts: Facts<'_>,
-        health: &Health,
-        progressed: bool,
-    ) -> Result<Action, Error> {
-        let status = self.build_status(facts, health);
-        self.report
-            .finish(self.object.status.as_ref(), &status, health)
-            .await?;
-        Err(self.report.hold(health, progressed))
-    }
-
-    async fn done(&self, why: &str) -> Result<Action, Error> {
-        let status = self.build_status(Facts::default(), &finalizing(why));
-        self.report
-            .write_status(self.object.status.as_ref(), &status)
-            .await?;
-        self.report.release().await
-    }
-
-    /// ImageShares in the namespace that still share this image, with whether each is being
-    /// deleted.
-    async fn shares(&self) -> Result<Vec<(String, bool)>, Error> {
-        let api: Api<ImageShare> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let id = self.status().id;
-        let name = self.object.name_any();
-        Ok(api
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|s| {
-                s.spec.image_ref.as_ref().is_some_and(|r| r.name == name)
-                    || (id.is_some() && s.spec.image_id == id)
-            })
-            .filter(|s| !s.done_with_cloud())
-            .map(|s| {
-                let deleting = s.meta().deletion_timestamp.is_some();
-                (s.name_any(), deleting)
-            })
-            .collect())
-    }
-
-    async fn cleanup(&self) -> Result<Action, Error> {
-        if !self.object.needs_cloud_to_delete() {
-            let why = if self.managed() {
-                "deletionPolicy is Orphan: the image is left as it is"
-            } else {
-                "managementPolicy is unmanaged: the image is left as it is"
-            };
-            return self.done(why).await;
-        }
-        let images = match self.credentials().await.and_then(|c| self.images(&c)) {
+    async fn cleanup(cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+        let images = match cycle.images() {
             Ok(images) => images,
-            Err(LoadError::Api(err)) => return Err(err),
-            Err(LoadError::Stalled(health)) => {
-                return self.hold(Facts::default(), &health, false).await;
-            }
+            Err(health) => return cycle.report(&health).await,
         };
-        let image = match self.locate(images.as_ref()).await {
-            Ok(Located::Found(image)) => Some(*image),
+        let object = cycle.object;
+        let image = match find(images.as_ref(), object).await {
+            Ok(Located::Found(image)) => Some(image),
             Ok(_) => None,
             Err(err) => {
-                return self
-                    .hold(
-                        Facts::default(),
-                        &cloud_error_health("cannot read the image", &err),
-                        false,
-                    )
+                return cycle
+                    .report(&cloud_error_health("cannot read the image", &err))
                     .await;
             }
         };
-        let shares = self.shares().await?;
-        let spec_protected = self.object.spec.resource.as_ref().and_then(|r| r.protected);
-        let facts = || Facts {
-            image: image.as_ref(),
-            ..Facts::default()
+        let shares = shares(&cycle).await?;
+        let spec_protected = object.spec.resource.as_ref().and_then(|r| r.protected);
+        let step = decide_delete(image.as_ref(), spec_protected, &shares, object.paused());
+        let Some(image) = image else {
+            return cycle.finalize("the image is deleted").await;
         };
-        match decide_delete(
-            image.as_ref(),
-            spec_protected,
-            &shares,
-            self.object.paused(),
-        ) {
-            DeleteStep::Done => self.done("the image is deleted").await,
+        let status = status(&cycle, Some(&image));
+        match step {
+            DeleteStep::Done => cycle.finalize("the image is deleted").await,
             DeleteStep::Wait(health) | DeleteStep::Blocked(health) => {
-                self.hold(facts(), &health, false).await
+                cycle.close(status, &health, false).await
             }
             DeleteStep::Unprotect => {
-                let Some(image) = &image else {
-                    return self.done("the image is deleted").await;
-                };
                 let result = images
                     .update_image(&image.id, &[PatchOp::replace("protected", false)])
                     .await;
                 let health = match result {
                     Ok(_) => Health::reconciling(
-                        "Unprotecting",
+                        Reason::Unprotecting,
                         format!(
                             "spec.resource.protected is false: unprotected image {} to delete it",
                             image.id
@@ -698,39 +313,179 @@ impl<'a> Reconcile<'a> {
                         cloud_error_health("the cloud refused to unprotect the image", &err)
                     }
                 };
-                self.hold(facts(), &health, true).await
+                cycle.close(status, &health, true).await
             }
-            DeleteStep::Delete => {
-                let Some(image) = &image else {
-                    return self.done("the image is deleted").await;
-                };
-                match images.delete_image(&image.id).await {
-                    Ok(()) | Err(CloudError::NotFound { .. }) => {
-                        self.report
-                            .event(
-                                EventType::Normal,
-                                "Deleted",
-                                &format!("deleted image {}", image.id),
-                                "Delete",
-                            )
-                            .await;
-                        self.done("the image is deleted").await
-                    }
-                    Err(err) => {
-                        let health =
-                            cloud_error_health("the cloud refused to delete the image", &err);
-                        self.hold(facts(), &health, false).await
-                    }
+            DeleteStep::Delete => match images.delete_image(&image.id).await {
+                Ok(()) | Err(CloudError::NotFound { .. }) => {
+                    cycle
+                        .report
+                        .event(
+                            EventType::Normal,
+                            "Deleted",
+                            &format!("deleted image {}", image.id),
+                            "Delete",
+                        )
+                        .await;
+                    cycle.finalize("the image is deleted").await
                 }
-            }
+                Err(err) => {
+                    let health = cloud_error_health("the cloud refused to delete the image", &err);
+                    cycle.close(status, &health, false).await
+                }
+            },
         }
     }
 }
 
-/// The oldest of `images` by creation time.
-fn oldest(mut images: Vec<CloudImage>) -> Option<CloudImage> {
-    images.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-    images.into_iter().next()
+/// Makes the image from the source volume, recording the request first.
+async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+    let object = cycle.object;
+    let Some(resource) = object.spec.resource.as_ref().filter(|_| object.managed()) else {
+        return cycle
+            .report(&Health::stalled(
+                Reason::ImportNotFound,
+                "no image to observe",
+            ))
+            .await;
+    };
+    let volume_id = match source_volume_id(cycle).await {
+        Ok(id) => id,
+        Err(health) => return cycle.report(&health).await,
+    };
+    let storage = match cycle.ctx.connector.block_storage(&cycle.credentials) {
+        Ok(storage) => storage,
+        Err(err) => {
+            let health = cloud_error_health(
+                "cannot make an image: no block storage with these credentials",
+                &err,
+            );
+            return cycle.report(&health).await;
+        }
+    };
+    let volume = match storage.show_volume(&volume_id).await {
+        Ok(volume) => volume,
+        Err(CloudError::NotFound { .. }) => {
+            let health = Health::stalled(
+                Reason::SourceVolumeNotFound,
+                format!("the source volume {volume_id} does not exist in the cloud"),
+            );
+            return cycle.report(&health).await;
+        }
+        Err(err) => {
+            let health = cloud_error_health("cannot read the source volume", &err);
+            return cycle.report(&health).await;
+        }
+    };
+    let request = match upload_request(resource, &volume_id, &volume.status, object.paused()) {
+        Ok(request) => request,
+        Err(health) => return cycle.report(&health).await,
+    };
+    // Intent first: if the answer is lost, the next reconcile looks for what it made.
+    let intent = Health::reconciling(
+        Reason::Uploading,
+        format!(
+            "cloudvol is asking the cloud to make image {:?} from volume {volume_id}",
+            resource.name
+        ),
+    );
+    let mut recorded = cycle.report.recorded();
+    recorded.source_volume_id = Some(volume_id.clone());
+    recorded.upload_requested_at = Some(Timestamp::now().to_string());
+    cycle.report.record(recorded.clone(), &intent).await?;
+
+    match storage.upload_to_image(&volume_id, &request).await {
+        Ok(uploaded) => {
+            let health = Health::reconciling(
+                Reason::Uploading,
+                format!(
+                    "the cloud is making image {} from volume {volume_id}",
+                    uploaded.image_id
+                ),
+            );
+            cycle
+                .report
+                .event(
+                    EventType::Normal,
+                    "UploadStarted",
+                    &format!("making image {} from volume {volume_id}", uploaded.image_id),
+                    "Upload",
+                )
+                .await;
+            recorded.id = Some(uploaded.image_id);
+            cycle.close(recorded, &health, true).await
+        }
+        Err(CloudError::BadRequest { message }) => {
+            let health = Health::stalled(
+                Reason::UploadRefused,
+                format!("the cloud refused to make the image from volume {volume_id}: {message}"),
+            );
+            cycle.close(recorded, &health, false).await
+        }
+        Err(err) => {
+            let health = cloud_error_health("the cloud did not confirm the upload", &err);
+            cycle.close(recorded, &health, false).await
+        }
+    }
+}
+
+/// The source volume's cloud id, or the health to report while there is none yet.
+async fn source_volume_id(cycle: &Cycle<'_, VolumeImage>) -> Result<String, Health> {
+    let Some(resource) = &cycle.object.spec.resource else {
+        return Err(Health::stalled(
+            Reason::ImportNotFound,
+            "no image to observe",
+        ));
+    };
+    if let Some(id) = &resource.volume_id {
+        return Ok(id.clone());
+    }
+    let Some(reference) = &resource.volume_ref else {
+        return Err(Health::stalled(
+            Reason::InvalidSpec,
+            "spec.resource needs volumeRef or volumeID",
+        ));
+    };
+    let volumes: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+    match volumes.get_opt(&reference.name).await {
+        Ok(volume) => source_from_ref(&reference.name, volume.as_ref()),
+        Err(err) => Err(Health::reconciling(
+            Reason::WaitingForVolume,
+            format!("cannot read Volume {}: {err}", reference.name),
+        )),
+    }
+}
+
+/// ImageShares in the namespace that still share this image, with whether each is being
+/// deleted.
+async fn shares(cycle: &Cycle<'_, VolumeImage>) -> Result<Vec<(String, bool)>, Error> {
+    let api: Api<ImageShare> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+    let id = cycle.object.status.as_ref().and_then(|s| s.id.clone());
+    let name = cycle.object.name_any();
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| {
+            s.spec.image_ref.as_ref().is_some_and(|r| r.name == name)
+                || (id.is_some() && s.spec.image_id == id)
+        })
+        .filter(|s| !s.done_with_cloud())
+        .map(|s| {
+            let deleting = s.meta().deletion_timestamp.is_some();
+            (s.name_any(), deleting)
+        })
+        .collect())
+}
+
+/// The status to write: what was recorded, with what the cloud reports of `image`.
+fn status(cycle: &Cycle<'_, VolumeImage>, image: Option<&CloudImage>) -> VolumeImageStatus {
+    let mut status = cycle.report.recorded();
+    if let Some(image) = image {
+        status.id = Some(image.id.clone());
+        status.resource = Some(observed(image));
+    }
+    status
 }
 
 fn observed(image: &CloudImage) -> ObservedImage {

@@ -7,13 +7,14 @@
 //! did (the members it added, the visibility it changed) before it does it, so that deleting the
 //! object undoes exactly that and nothing else (DESIGN.md §4, §5).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-
-use crate::api::condition_type::{READY, STALLED};
+use crate::api::condition_type::STALLED;
 use crate::api::{ObservedMember, ShareMember, VolumeImage};
 use crate::cloud::CloudError;
 use crate::cloud::model::{Image, ImageStatus, Member, MemberStatus, Visibility};
 use crate::controller::conditions::Health;
+use crate::controller::reasons::Reason;
+use crate::controller::states::{StatusClass, image_class};
+use crate::controller::{CloudKind, cloud_error_health, paused, ready_at_generation};
 
 /// `status.members[].status` of a listed tenant that is not (yet) a member of the image.
 pub const ABSENT: &str = "absent";
@@ -36,14 +37,14 @@ pub enum Write {
 }
 
 impl Write {
-    /// The condition reason while the write is under way.
-    pub fn reason(&self) -> &'static str {
+    /// The condition reason while the write is under way, and the Event's once it is made.
+    pub fn reason(&self) -> Reason {
         match self {
-            Write::SetVisibility => "SettingVisibility",
-            Write::AddMember(_) => "AddingMember",
-            Write::AcceptAs(_) => "AcceptingShare",
-            Write::RemoveMember(_) => "RemovingMember",
-            Write::RestoreVisibility(_) => "RestoringVisibility",
+            Write::SetVisibility => Reason::SettingVisibility,
+            Write::AddMember(_) => Reason::AddingMember,
+            Write::AcceptAs(_) => Reason::AcceptingShare,
+            Write::RemoveMember(_) => Reason::RemovingMember,
+            Write::RestoreVisibility(_) => Reason::RestoringVisibility,
         }
     }
 
@@ -114,40 +115,20 @@ fn added_by_this_object(recorded: &[ObservedMember], tenant: &str) -> bool {
 
 // --- the image -------------------------------------------------------------------------------
 
-/// How an image status bears on sharing it (seed 004 lists six; Glance adds three).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ImageClass {
-    /// `active`: it can be shared.
-    Usable,
-    /// The cloud is still making it; sharing starts when it is `active`.
-    Transitional,
-    /// It will never become usable without a person.
-    Unusable,
-}
-
-pub fn classify_image(status: &ImageStatus) -> ImageClass {
-    use ImageStatus::*;
-    match status {
-        Active => ImageClass::Usable,
-        Queued | Saving | Uploading | Importing => ImageClass::Transitional,
-        Killed | Deleted | PendingDelete | Deactivated | Unknown(_) => ImageClass::Unusable,
-    }
-}
-
 /// The health the image's status alone implies; `None` when it is `active`.
 pub fn image_health(image: &Image) -> Option<Health> {
     let status = image.status.as_str();
-    match classify_image(&image.status) {
-        ImageClass::Usable => None,
-        ImageClass::Transitional => Some(Health::reconciling(
-            "ImageNotActive",
+    match image_class(&image.status) {
+        StatusClass::Usable => None,
+        StatusClass::Transitional => Some(Health::reconciling(
+            Reason::ImageNotActive,
             format!(
                 "image {} is {status}; cloudvol shares it once it is active",
                 image.id
             ),
         )),
-        ImageClass::Unusable => Some(Health::stalled(
-            "ImageUnusable",
+        StatusClass::NeedsPerson => Some(Health::stalled(
+            Reason::ImageUnusable,
             format!(
                 "image {} is {status:?} and cannot be shared; make a new image (or fix this one \
                  in the cloud) and share that",
@@ -162,14 +143,14 @@ pub fn image_health(image: &Image) -> Option<Health> {
 pub fn image_unreadable(image_id: &str, err: &CloudError) -> Health {
     match err {
         CloudError::NotFound { message } => Health::stalled(
-            "ImageNotFound",
+            Reason::ImageNotFound,
             format!(
                 "the cloud cannot find image {image_id} for the credentials in \
                  cloudCredentialsRef: {message}. Check the image ID, and that the credentials are \
                  the image owner's"
             ),
         ),
-        other => crate::controller::cloud_error_health("cannot read the image", other),
+        other => cloud_error_health("cannot read the image", other),
     }
 }
 
@@ -178,7 +159,7 @@ pub fn image_unreadable(image_id: &str, err: &CloudError) -> Health {
 pub fn visibility_refused(image: &Image, err: &CloudError) -> Health {
     match err {
         CloudError::Forbidden { message } if image.protected => Health::stalled(
-            "ImageProtected",
+            Reason::ImageProtected,
             format!(
                 "the cloud refused to change the visibility of image {}: {message}. The image is \
                  protected, and NHN Cloud allows no change to a protected image: set \
@@ -187,7 +168,7 @@ pub fn visibility_refused(image: &Image, err: &CloudError) -> Health {
                 image.id
             ),
         ),
-        other => crate::controller::cloud_error_health(
+        other => cloud_error_health(
             &format!(
                 "the cloud refused to change the visibility of image {}",
                 image.id
@@ -203,7 +184,7 @@ pub fn member_credentials_mismatch(tenant: &str, project: Option<&str>) -> Optio
     let project = project?;
     (project != tenant).then(|| {
         Health::stalled(
-            "MemberCredentialsMismatch",
+            Reason::MemberCredentialsMismatch,
             format!(
                 "the memberCredentialsRef of member {tenant} authenticates as tenant {project}; \
                  only the member tenant itself can accept a share, so give credentials of tenant \
@@ -219,7 +200,7 @@ pub fn member_credentials_mismatch(tenant: &str, project: Option<&str>) -> Optio
 pub fn image_from_ref(name: &str, volume_image: Option<&VolumeImage>) -> Result<String, Health> {
     let Some(vi) = volume_image else {
         return Err(Health::reconciling(
-            "WaitingForImage",
+            Reason::WaitingForImage,
             format!(
                 "VolumeImage {name} does not exist yet; cloudvol shares its image once it is Ready"
             ),
@@ -227,35 +208,29 @@ pub fn image_from_ref(name: &str, volume_image: Option<&VolumeImage>) -> Result<
     };
     if vi.metadata.deletion_timestamp.is_some() {
         return Err(Health::stalled(
-            "ImageDeleting",
+            Reason::ImageDeleting,
             format!(
                 "VolumeImage {name} is being deleted, and it waits for the ImageShares that \
                  reference it; delete this ImageShare too"
             ),
         ));
     }
-    let status = vi.status.as_ref();
-    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let current = |c: &&Condition| c.observed_generation == vi.metadata.generation;
-    let find = |kind: &str| {
-        conditions
-            .iter()
-            .filter(current)
-            .find(|c| c.type_ == kind && c.status == "True")
-    };
-    if let Some(stalled) = find(STALLED) {
+    let stalled = vi.conditions().iter().find(|c| {
+        c.type_ == STALLED && c.status == "True" && c.observed_generation == vi.metadata.generation
+    });
+    if let Some(stalled) = stalled {
         return Err(Health::stalled(
-            "ImageStalled",
+            Reason::ImageStalled,
             format!(
                 "VolumeImage {name} is stalled ({}): {}",
                 stalled.reason, stalled.message
             ),
         ));
     }
-    match (find(READY), status.and_then(|s| s.id.clone())) {
-        (Some(_), Some(id)) => Ok(id),
+    match vi.status.as_ref().and_then(|s| s.id.clone()) {
+        Some(id) if ready_at_generation(vi) => Ok(id),
         _ => Err(Health::reconciling(
-            "WaitingForImage",
+            Reason::WaitingForImage,
             format!("VolumeImage {name} is not Ready yet; cloudvol shares its image once it is"),
         )),
     }
@@ -281,7 +256,7 @@ pub fn decide(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Decision {
         return Decision {
             write: None,
             health: Health::stalled(
-                "NotImageOwner",
+                Reason::NotImageOwner,
                 format!(
                     "image {} belongs to tenant {owner}, but cloudCredentialsRef authenticates as \
                      tenant {project}; only the owner can share an image, so give the owner's \
@@ -298,7 +273,7 @@ pub fn decide(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Decision {
             return Decision {
                 write: None,
                 health: Health::stalled(
-                    "VisibilityConflict",
+                    Reason::VisibilityConflict,
                     format!(
                         "image {} is {other}: members apply only to shared images, and cloudvol \
                          does not narrow a {other} image to shared; make it shared yourself if \
@@ -350,13 +325,7 @@ fn with_write(wanted: &Wanted<'_>, image: &Image, write: Write) -> Decision {
     if wanted.paused {
         return Decision {
             write: None,
-            health: Health::stalled(
-                "Paused",
-                format!(
-                    "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not {what}; \
-                     remove the annotation to continue"
-                ),
-            ),
+            health: paused(&what),
         };
     }
     Decision {
@@ -373,7 +342,7 @@ fn observe_only(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Decision {
     let image = observed.image;
     let health = if image.visibility != Visibility::Shared {
         Health::stalled(
-            "NotShared",
+            Reason::NotShared,
             format!(
                 "image {} is {}, not shared; this ImageShare is unmanaged, so cloudvol does not \
                  change it",
@@ -391,7 +360,7 @@ fn observe_only(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Decision {
             settled_health(wanted, observed)
         } else {
             Health::stalled(
-                "MemberMissing",
+                Reason::MemberMissing,
                 format!(
                     "{} not a member of image {}; this ImageShare is unmanaged, so cloudvol does \
                      not add members: add them in the cloud",
@@ -430,7 +399,7 @@ fn settled_health(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Health {
             ""
         };
         return Health::stalled(
-            "MemberRejected",
+            Reason::MemberRejected,
             format!(
                 "{} the share of image {image_id}.{note} Ask the tenant to accept it \
                  (PUT /v2/images/{image_id}/members/<tenant> {{\"status\": \"accepted\"}} with its \
@@ -446,7 +415,7 @@ fn settled_health(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Health {
         .collect();
     if !unknown.is_empty() {
         return Health::stalled(
-            "UnknownMemberStatus",
+            Reason::UnknownMemberStatus,
             format!(
                 "the cloud reports a member status cloudvol does not know for image {image_id}: \
                  {}; check the members in the cloud",
@@ -479,7 +448,7 @@ fn settled_health(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Health {
             }
         ));
     }
-    Health::ready("Shared", message)
+    Health::ready(Reason::Shared, message)
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -564,7 +533,7 @@ pub enum DeleteStep {
 }
 
 /// The deletion rules. `observed` is `None` when the image is gone.
-pub fn decide_delete(observed: Option<&Observed<'_>>, paused: bool) -> DeleteStep {
+pub fn decide_delete(observed: Option<&Observed<'_>>, is_paused: bool) -> DeleteStep {
     let Some(observed) = observed else {
         return DeleteStep::Done("the image is gone".into());
     };
@@ -616,14 +585,8 @@ pub fn decide_delete(observed: Option<&Observed<'_>>, paused: bool) -> DeleteSte
         Write::RestoreVisibility(previous)
     };
     let what = write.describe(&image.id);
-    if paused {
-        return DeleteStep::Blocked(Health::stalled(
-            "Paused",
-            format!(
-                "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not {what}; \
-                 remove the annotation to let the deletion continue"
-            ),
-        ));
+    if is_paused {
+        return DeleteStep::Blocked(paused(&what));
     }
     let health = Health::reconciling(
         write.reason(),
@@ -636,6 +599,7 @@ pub fn decide_delete(observed: Option<&Observed<'_>>, paused: bool) -> DeleteSte
 mod tests {
     use super::*;
     use crate::api::{CloudCredentialsRef, VolumeImageSpec, VolumeImageStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     const OWNER: &str = "owner0000000000000000000000000000";
     const A: &str = "aaaa0000000000000000000000000000";
@@ -732,28 +696,24 @@ mod tests {
     }
 
     /// Every image status Glance can report, and one it does not.
-    const IMAGE_TABLE: &[(&str, ImageClass, &str)] = &[
-        ("queued", ImageClass::Transitional, "ImageNotActive"),
-        ("saving", ImageClass::Transitional, "ImageNotActive"),
-        ("active", ImageClass::Usable, "AddingMember"),
-        ("killed", ImageClass::Unusable, "ImageUnusable"),
-        ("deleted", ImageClass::Unusable, "ImageUnusable"),
-        ("pending_delete", ImageClass::Unusable, "ImageUnusable"),
-        ("deactivated", ImageClass::Unusable, "ImageUnusable"),
-        ("uploading", ImageClass::Transitional, "ImageNotActive"),
-        ("importing", ImageClass::Transitional, "ImageNotActive"),
-        ("exploding", ImageClass::Unusable, "ImageUnusable"),
+    const IMAGE_TABLE: &[(&str, StatusClass, &str)] = &[
+        ("queued", StatusClass::Transitional, "ImageNotActive"),
+        ("saving", StatusClass::Transitional, "ImageNotActive"),
+        ("active", StatusClass::Usable, "AddingMember"),
+        ("killed", StatusClass::NeedsPerson, "ImageUnusable"),
+        ("deleted", StatusClass::NeedsPerson, "ImageUnusable"),
+        ("pending_delete", StatusClass::NeedsPerson, "ImageUnusable"),
+        ("deactivated", StatusClass::NeedsPerson, "ImageUnusable"),
+        ("uploading", StatusClass::Transitional, "ImageNotActive"),
+        ("importing", StatusClass::Transitional, "ImageNotActive"),
+        ("exploding", StatusClass::NeedsPerson, "ImageUnusable"),
     ];
 
     #[test]
     fn every_image_status_maps_to_one_condition() {
         assert_eq!(IMAGE_TABLE.len(), ImageStatus::KNOWN.len() + 1);
         for (status, class, reason) in IMAGE_TABLE {
-            assert_eq!(
-                &classify_image(&ImageStatus::parse(status)),
-                class,
-                "{status}"
-            );
+            assert_eq!(&image_class(&ImageStatus::parse(status)), class, "{status}");
             let c = Case {
                 image: image(status, "shared"),
                 ..case("image status")
@@ -761,11 +721,11 @@ mod tests {
             let d = run(&c);
             assert_eq!(d.health.reason(), *reason, "{status}: {:?}", d.health);
             match class {
-                ImageClass::Usable => assert!(d.write.is_some(), "{status}"),
-                ImageClass::Transitional => {
+                StatusClass::Usable => assert!(d.write.is_some(), "{status}"),
+                StatusClass::Transitional => {
                     assert!(d.health.is_reconciling() && d.write.is_none(), "{status}")
                 }
-                ImageClass::Unusable => {
+                StatusClass::NeedsPerson => {
                     assert!(d.health.is_stalled() && d.write.is_none(), "{status}");
                     assert!(d.health.message().contains(status), "{status}");
                 }

@@ -9,7 +9,6 @@ pub mod decide;
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -17,18 +16,13 @@ use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use crate::api::{
-    CloudCredentialsRef, DeletionPolicy, ImageShare, ImageShareStatus, ManagementPolicy,
-    VolumeImage,
-};
+use crate::api::{CloudCredentialsRef, ImageShare, ImageShareStatus, VolumeImage};
 use crate::cloud::model::{Image as CloudImage, Member, MemberStatus, PatchOp, Visibility};
 use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
-use crate::controller::credentials::{self, LoadError};
-use crate::controller::report::finalizing;
-use crate::controller::{
-    CloudKind, Context, Error, Report, Scope, cloud_error_health, object_ref, with_finalizer,
-};
+use crate::controller::lifecycle::{Cycle, Reconcile};
+use crate::controller::reasons::Reason;
+use crate::controller::{CloudKind, Common, Context, Error, Scope, cloud_error_health, object_ref};
 use decide::{
     DeleteStep, Observed, Wanted, Write, counts, decide, decide_delete, image_from_ref,
     image_unreadable, member_credentials_mismatch, observed_members, visibility_refused,
@@ -36,6 +30,29 @@ use decide::{
 
 impl CloudKind for ImageShare {
     const FINALIZER: &'static str = "cloudvol.dev/imageshare";
+    const LEFT_ALONE: &'static str = "the image's members and visibility are left as they are";
+    type Status = ImageShareStatus;
+
+    fn common(&self) -> Common<'_> {
+        Common {
+            credentials: &self.spec.cloud_credentials_ref,
+            management_policy: self.spec.management_policy,
+            deletion_policy: self.spec.deletion_policy,
+            resync_period: self.spec.resync_period.as_deref(),
+            import: None,
+        }
+    }
+
+    fn status(&self) -> Option<&ImageShareStatus> {
+        self.status.as_ref()
+    }
+
+    fn made_nothing(&self) -> Option<&'static str> {
+        self.status
+            .as_ref()
+            .is_none_or(|s| s.id.is_none())
+            .then_some("no image was shared")
+    }
 
     /// The owner's credentials and every member's.
     fn credentials_refs(&self) -> Vec<&CloudCredentialsRef> {
@@ -47,21 +64,6 @@ impl CloudKind for ImageShare {
                     .filter_map(|m| m.member_credentials_ref.as_ref()),
             )
             .collect()
-    }
-    fn management_policy(&self) -> ManagementPolicy {
-        self.spec.management_policy
-    }
-    fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
-    }
-    fn resync_period(&self) -> Option<&str> {
-        self.spec.resync_period.as_deref()
-    }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
     }
 }
 
@@ -100,14 +102,17 @@ pub fn relations(
 
 /// Reconciles one ImageShare.
 pub async fn reconcile(share: Arc<ImageShare>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ctx = &ctx;
-    with_finalizer(
-        share,
-        ctx,
-        |s| async move { Reconcile::new(ctx, &s).apply().await },
-        |s| async move { Reconcile::new(ctx, &s).cleanup().await },
-    )
-    .await
+    crate::controller::lifecycle::reconcile(share, ctx).await
+}
+
+impl Reconcile for ImageShare {
+    async fn apply(cycle: Cycle<'_, ImageShare>) -> Result<Action, Error> {
+        Shell { cycle }.apply().await
+    }
+
+    async fn cleanup(cycle: Cycle<'_, ImageShare>) -> Result<Action, Error> {
+        Shell { cycle }.cleanup().await
+    }
 }
 
 /// What the owner's credentials saw of the image.
@@ -146,63 +151,43 @@ struct Intent<'a> {
     previous_visibility: Option<String>,
 }
 
-struct Reconcile<'a> {
-    ctx: &'a Context,
-    share: &'a ImageShare,
-    report: Report<'a, ImageShare>,
-    namespace: String,
-    /// The status as last written, `status` until this reconcile writes one.
-    recorded: ImageShareStatus,
+/// One reconcile of one ImageShare.
+struct Shell<'a> {
+    cycle: Cycle<'a, ImageShare>,
 }
 
-impl<'a> Reconcile<'a> {
-    fn new(ctx: &'a Context, share: &'a ImageShare) -> Self {
-        Reconcile {
-            ctx,
-            share,
-            report: Report::new(ctx, share),
-            namespace: share.namespace().unwrap_or_default(),
-            recorded: share.status.clone().unwrap_or_default(),
-        }
-    }
-
+impl Shell<'_> {
     fn managed(&self) -> bool {
-        self.share.spec.management_policy == ManagementPolicy::Managed
+        self.cycle.object.managed()
     }
 
-    async fn apply(&mut self) -> Result<Action, Error> {
+    async fn apply(&self) -> Result<Action, Error> {
         let image_id = match self.image_id().await? {
             Ok(id) => id,
-            Err(health) => return self.finish(None, None, &health, false).await,
+            Err(health) => return self.close(None, None, &health, false).await,
         };
-        let owner = match self.connect(&self.share.spec.cloud_credentials_ref).await {
+        let owner = match self.cycle.images() {
             Ok(client) => client,
-            Err(LoadError::Api(err)) => return Err(err),
-            Err(LoadError::Stalled(health)) => {
-                return self.finish(Some(&image_id), None, &health, false).await;
-            }
+            Err(health) => return self.close(Some(&image_id), None, &health, false).await,
         };
-        if self.share.needs_cloud_to_delete() {
-            let secret = &self.share.spec.cloud_credentials_ref.secret_name;
-            credentials::hold(&self.ctx.client, &self.namespace, secret).await?;
-        }
         let mut seen = match self.observe(owner.as_ref(), &image_id).await {
             Ok(seen) => seen,
             Err(err) => {
                 let health = image_unreadable(&image_id, &err);
-                return self.finish(Some(&image_id), None, &health, false).await;
+                return self.close(Some(&image_id), None, &health, false).await;
             }
         };
-        let share = self.share;
+        let share = self.cycle.object;
         let wanted = Wanted {
             members: &share.spec.members,
             managed: self.managed(),
             paused: share.paused(),
         };
-        let decision = decide(&wanted, &seen.observed(&self.recorded));
+        let recorded = self.cycle.report.recorded();
+        let decision = decide(&wanted, &seen.observed(&recorded));
         let Some(write) = decision.write else {
             return self
-                .finish(Some(&image_id), Some(&seen), &decision.health, false)
+                .close(Some(&image_id), Some(&seen), &decision.health, false)
                 .await;
         };
         let health = decision.health;
@@ -252,36 +237,33 @@ impl<'a> Reconcile<'a> {
                 }
             }
             Write::AcceptAs(tenant) => self.accept_as(&image_id, tenant, &mut seen).await?,
-            Write::RemoveMember(tenant) => match owner.delete_member(&image_id, tenant).await {
-                Ok(()) | Err(CloudError::NotFound { .. }) => {
-                    seen.members.retain(|m| &m.member_id != tenant);
-                    Ok(())
-                }
-                Err(err) => Err(cloud_error_health(
-                    &format!("the cloud refused to remove member {tenant}"),
-                    &err,
-                )),
-            },
+            Write::RemoveMember(tenant) => {
+                self.remove_member(owner.as_ref(), &image_id, tenant, &mut seen)
+                    .await
+            }
             // Only deletion restores the visibility.
             Write::RestoreVisibility(_) => Ok(()),
         };
         match result {
             Ok(()) => {
-                self.report
-                    .event(EventType::Normal, write.reason(), &what, write.reason())
+                let reason = write.reason();
+                self.cycle
+                    .report
+                    .event(EventType::Normal, reason.as_str(), &what, reason.as_str())
                     .await;
                 // Look again at once: the next write (or Ready) follows from the new state.
-                let next = decide(&wanted, &seen.observed(&self.recorded));
+                let recorded = self.cycle.report.recorded();
+                let next = decide(&wanted, &seen.observed(&recorded));
                 let health = if next.write.is_some() {
                     health
                 } else {
                     next.health
                 };
-                self.finish(Some(&image_id), Some(&seen), &health, true)
+                self.close(Some(&image_id), Some(&seen), &health, true)
                     .await
             }
             Err(health) => {
-                self.finish(Some(&image_id), Some(&seen), &health, false)
+                self.close(Some(&image_id), Some(&seen), &health, false)
                     .await
             }
         }
@@ -290,33 +272,21 @@ impl<'a> Reconcile<'a> {
     /// The image to share: `spec.imageID`, or the ID of the `VolumeImage` in `spec.imageRef`
     /// once it is Ready. `Ok(Err(health))` while there is none.
     async fn image_id(&self) -> Result<Result<String, Health>, Error> {
-        if let Some(id) = &self.share.spec.image_id {
+        let spec = &self.cycle.object.spec;
+        if let Some(id) = &spec.image_id {
             return Ok(Ok(id.clone()));
         }
-        let Some(reference) = &self.share.spec.image_ref else {
+        let Some(reference) = &spec.image_ref else {
             // The schema requires exactly one of imageRef and imageID.
             return Ok(Err(Health::stalled(
-                "InvalidSpec",
+                Reason::InvalidSpec,
                 "give exactly one image: imageRef or imageID",
             )));
         };
-        let api: Api<VolumeImage> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let api: Api<VolumeImage> =
+            Api::namespaced(self.cycle.ctx.client.clone(), &self.cycle.namespace);
         let volume_image = api.get_opt(&reference.name).await?;
         Ok(image_from_ref(&reference.name, volume_image.as_ref()))
-    }
-
-    /// Loads credentials and picks the image client.
-    async fn connect(&self, reference: &CloudCredentialsRef) -> Result<Arc<dyn Image>, LoadError> {
-        let creds = credentials::load(&self.ctx.client, &self.namespace, reference).await?;
-        self.ctx.connector.image(&creds).map_err(|err| {
-            LoadError::Stalled(cloud_error_health(
-                &format!(
-                    "cannot use the credentials of cloud {:?} in Secret {} for images",
-                    reference.cloud_name, reference.secret_name
-                ),
-                &err,
-            ))
-        })
     }
 
     /// Reads the image, its members (if it is shared) and, for a managed object, the tenant the
@@ -349,7 +319,8 @@ impl<'a> Reconcile<'a> {
         seen: &mut Seen,
     ) -> Result<Result<(), Health>, Error> {
         let Some(reference) = self
-            .share
+            .cycle
+            .object
             .spec
             .members
             .iter()
@@ -358,10 +329,9 @@ impl<'a> Reconcile<'a> {
         else {
             return Ok(Ok(()));
         };
-        let member = match self.connect(reference).await {
+        let member = match self.cycle.images_of(reference).await? {
             Ok(client) => client,
-            Err(LoadError::Api(err)) => return Err(err),
-            Err(LoadError::Stalled(health)) => return Ok(Err(health)),
+            Err(health) => return Ok(Err(health)),
         };
         let doing = format!("cannot accept the share as tenant {tenant}");
         match member.project_id().await {
@@ -386,132 +356,115 @@ impl<'a> Reconcile<'a> {
         )
     }
 
+    /// Removes a member this object added.
+    async fn remove_member(
+        &self,
+        owner: &dyn Image,
+        image_id: &str,
+        tenant: &str,
+        seen: &mut Seen,
+    ) -> Result<(), Health> {
+        match owner.delete_member(image_id, tenant).await {
+            Ok(()) | Err(CloudError::NotFound { .. }) => {
+                seen.members.retain(|m| m.member_id != tenant);
+                Ok(())
+            }
+            Err(err) => Err(cloud_error_health(
+                &format!("the cloud refused to remove member {tenant}"),
+                &err,
+            )),
+        }
+    }
+
     /// Writes what this object is about to do into the status, before the cloud call.
     async fn record_intent(
-        &mut self,
+        &self,
         image_id: &str,
         seen: &Seen,
         health: &Health,
         intent: &Intent<'_>,
     ) -> Result<(), Error> {
-        let status = self.status(Some(image_id), Some(seen), health, intent);
-        self.report
-            .write_status(Some(&self.recorded), &status)
-            .await?;
-        self.recorded = status;
-        Ok(())
+        let status = self.status(Some(image_id), Some(seen), intent);
+        self.cycle.report.record(status, health).await
     }
 
-    /// Writes the status for `health` (with what the cloud reported, if anything) and picks
-    /// the requeue.
-    async fn finish(
-        &mut self,
+    /// Closes the reconcile for `health`, with what the cloud reported, if anything.
+    async fn close(
+        &self,
         image_id: Option<&str>,
         seen: Option<&Seen>,
         health: &Health,
         progressed: bool,
     ) -> Result<Action, Error> {
-        let status = self.status(image_id, seen, health, &Intent::default());
-        self.report
-            .finish(Some(&self.recorded), &status, health)
-            .await?;
-        self.recorded = status;
-        Ok(self.report.requeue(health, progressed))
+        let status = self.status(image_id, seen, &Intent::default());
+        self.cycle.close(status, health, progressed).await
     }
 
     fn status(
         &self,
         image_id: Option<&str>,
         seen: Option<&Seen>,
-        health: &Health,
         intent: &Intent<'_>,
     ) -> ImageShareStatus {
-        let previous = &self.recorded;
-        let spec = &self.share.spec.members;
-        let (visibility, members, member_count, accepted_count) = match seen {
-            Some(seen) => {
-                let (present, accepted) = counts(spec, &seen.members);
-                (
-                    Some(seen.image.visibility.as_str().to_string()),
-                    observed_members(spec, &seen.members, &previous.members, intent.adding),
-                    Some(present),
-                    Some(accepted),
-                )
-            }
-            // Nothing new from the cloud: keep what was last seen.
-            None => (
-                previous.visibility.clone(),
-                previous.members.clone(),
-                previous.member_count,
-                previous.accepted_count,
-            ),
-        };
-        ImageShareStatus {
-            observed_generation: self.share.metadata.generation,
-            conditions: self.report.conditions(health),
-            id: image_id.map(str::to_string).or_else(|| previous.id.clone()),
-            visibility,
-            previous_visibility: previous
-                .previous_visibility
-                .clone()
-                .or_else(|| intent.previous_visibility.clone()),
-            members,
-            member_count,
-            accepted_count,
+        let mut status = self.cycle.report.recorded();
+        let spec = &self.cycle.object.spec.members;
+        if let Some(seen) = seen {
+            let (present, accepted) = counts(spec, &seen.members);
+            status.visibility = Some(seen.image.visibility.as_str().to_string());
+            status.members = observed_members(spec, &seen.members, &status.members, intent.adding);
+            status.member_count = Some(present);
+            status.accepted_count = Some(accepted);
         }
+        if let Some(id) = image_id {
+            status.id = Some(id.to_string());
+        }
+        if status.previous_visibility.is_none() {
+            status.previous_visibility = intent.previous_visibility.clone();
+        }
+        status
     }
 
-    async fn cleanup(&mut self) -> Result<Action, Error> {
-        if !self.share.needs_cloud_to_delete() {
-            let why = if self.managed() {
-                "deletionPolicy is Orphan: the image's members and visibility are left as they are"
-            } else {
-                "managementPolicy is unmanaged: the image's members and visibility are left as \
-                 they are"
-            };
-            return self.done(why).await;
-        }
-        let Some(image_id) = self.recorded.id.clone() else {
-            return self.done("no image was shared").await;
+    async fn cleanup(&self) -> Result<Action, Error> {
+        let Some(image_id) = self.cycle.report.recorded().id else {
+            return self.cycle.finalize("no image was shared").await;
         };
-        let owner = match self.connect(&self.share.spec.cloud_credentials_ref).await {
+        let owner = match self.cycle.images() {
             Ok(client) => client,
-            Err(LoadError::Api(err)) => return Err(err),
-            Err(LoadError::Stalled(health)) => return self.hold(None, &health, false).await,
+            Err(health) => return self.close(None, None, &health, false).await,
         };
         let mut seen = match self.observe(owner.as_ref(), &image_id).await {
             Ok(seen) => Some(seen),
             Err(CloudError::NotFound { .. }) => None,
             Err(err) => {
                 let health = cloud_error_health("cannot read the image", &err);
-                return self.hold(None, &health, false).await;
+                return self.close(None, None, &health, false).await;
             }
         };
+        let recorded = self.cycle.report.recorded();
         let step = decide_delete(
-            seen.as_ref().map(|s| s.observed(&self.recorded)).as_ref(),
-            self.share.paused(),
+            seen.as_ref().map(|s| s.observed(&recorded)).as_ref(),
+            self.cycle.object.paused(),
         );
         let (write, health) = match step {
             DeleteStep::Done(why) => {
-                return self.done(&format!("{why}; nothing more to undo")).await;
+                return self
+                    .cycle
+                    .finalize(&format!("{why}; nothing more to undo"))
+                    .await;
             }
-            DeleteStep::Blocked(health) => return self.hold(seen.as_ref(), &health, false).await,
+            DeleteStep::Blocked(health) => {
+                return self.close(None, seen.as_ref(), &health, false).await;
+            }
             DeleteStep::Write(write, health) => (write, health),
         };
         let Some(seen_now) = seen.as_mut() else {
-            return self.done("the image is gone").await;
+            return self.cycle.finalize("the image is gone").await;
         };
         let result = match &write {
-            Write::RemoveMember(tenant) => match owner.delete_member(&image_id, tenant).await {
-                Ok(()) | Err(CloudError::NotFound { .. }) => {
-                    seen_now.members.retain(|m| &m.member_id != tenant);
-                    Ok(())
-                }
-                Err(err) => Err(cloud_error_health(
-                    &format!("the cloud refused to remove member {tenant}"),
-                    &err,
-                )),
-            },
+            Write::RemoveMember(tenant) => {
+                self.remove_member(owner.as_ref(), &image_id, tenant, seen_now)
+                    .await
+            }
             Write::RestoreVisibility(visibility) => match owner
                 .update_image(
                     &image_id,
@@ -531,38 +484,13 @@ impl<'a> Reconcile<'a> {
         match result {
             Ok(()) => {
                 let what = write.describe(&image_id);
-                self.report
-                    .event(EventType::Normal, write.reason(), &what, "Delete")
+                self.cycle
+                    .report
+                    .event(EventType::Normal, write.reason().as_str(), &what, "Delete")
                     .await;
-                self.hold(seen.as_ref(), &health, true).await
+                self.close(None, seen.as_ref(), &health, true).await
             }
-            Err(refused) => self.hold(seen.as_ref(), &refused, false).await,
+            Err(refused) => self.close(None, seen.as_ref(), &refused, false).await,
         }
-    }
-
-    /// Reports a deletion that waits or is blocked, and keeps the finalizer.
-    async fn hold(
-        &mut self,
-        seen: Option<&Seen>,
-        health: &Health,
-        progressed: bool,
-    ) -> Result<Action, Error> {
-        let status = self.status(None, seen, health, &Intent::default());
-        self.report
-            .finish(Some(&self.recorded), &status, health)
-            .await?;
-        self.recorded = status;
-        Err(self.report.hold(health, progressed))
-    }
-
-    /// The object no longer needs the cloud: say so, release the credentials Secrets if no one
-    /// else needs them, and let the finalizer go.
-    async fn done(&mut self, why: &str) -> Result<Action, Error> {
-        let status = self.status(None, None, &finalizing(why), &Intent::default());
-        self.report
-            .write_status(Some(&self.recorded), &status)
-            .await?;
-        self.recorded = status;
-        self.report.release().await
     }
 }

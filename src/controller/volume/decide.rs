@@ -3,67 +3,35 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::VolumeResource;
-use crate::cloud::model::{UpdateVolume, Volume, VolumeStatus};
-use crate::controller::conditions::Health;
+use kube::ResourceExt;
+
+use crate::api::{Volume as VolumeObject, VolumeResource};
+use crate::cloud::model::{CreateVolume, NhnEncryptionRequest, UpdateVolume, Volume, VolumeStatus};
+use crate::controller::conditions::{Health, State};
+use crate::controller::reasons::Reason;
+use crate::controller::states::{StatusClass, volume_class, volume_reason};
+use crate::controller::{CloudKind, paused};
 
 /// The metadata key that marks a cloud volume as created for one Kubernetes object (its UID),
 /// so that a create whose answer was lost is adopted instead of repeated (DESIGN.md §5).
 pub const UID_MARK: &str = "cloudvol.dev/uid";
 
-/// How a volume status bears on the object (seed 000 lists the 20 states).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StatusClass {
-    /// The volume can be used: `available`, `in-use`, `reserved`.
-    Usable,
-    /// The cloud is working on it and will finish by itself.
-    Transitional,
-    /// A person must act: error states, a pending transfer, a status cloudvol does not know.
-    NeedsPerson,
-}
-
-/// Classifies a cloud status. Unknown strings need a person: guessing could delete data.
-pub fn classify(status: &VolumeStatus) -> StatusClass {
-    use VolumeStatus::*;
-    match status {
-        Available | InUse | Reserved => StatusClass::Usable,
-        Creating | Attaching | Detaching | Maintenance | Deleting | BackingUp | RestoringBackup
-        | Downloading | Uploading | Retyping | Extending => StatusClass::Transitional,
-        AwaitingTransfer | Error | ErrorDeleting | ErrorBackingUp | ErrorRestoring
-        | ErrorExtending | Unknown(_) => StatusClass::NeedsPerson,
-    }
-}
-
-/// The condition reason for a cloud status: the status in CamelCase (`in-use` → `InUse`,
-/// `error_backing-up` → `ErrorBackingUp`), or `UnknownStatus`.
-pub fn status_reason(status: &VolumeStatus) -> String {
-    match status {
-        VolumeStatus::Unknown(_) => "UnknownStatus".to_string(),
-        known => known
-            .as_str()
-            .split(['-', '_'])
-            .map(|word| {
-                let mut chars = word.chars();
-                chars
-                    .next()
-                    .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                    .unwrap_or_default()
-            })
-            .collect(),
-    }
-}
-
 /// The health a status alone implies, before comparing with the spec.
 pub fn status_health(volume: &Volume) -> Health {
-    let reason = status_reason(&volume.status);
+    let reason = volume_reason(&volume.status);
     let status = volume.status.as_str();
-    match classify(&volume.status) {
-        StatusClass::Usable => Health::ready(reason, format!("the volume is {status}")),
-        StatusClass::Transitional => Health::reconciling(
+    match volume_class(&volume.status) {
+        StatusClass::Usable => {
+            Health::derived(State::Ready, reason, format!("the volume is {status}"))
+        }
+        StatusClass::Transitional => Health::derived(
+            State::Reconciling,
             reason,
             format!("the cloud reports the volume as {status}; waiting for it to finish"),
         ),
-        StatusClass::NeedsPerson => Health::stalled(reason, needs_person_message(volume)),
+        StatusClass::NeedsPerson => {
+            Health::derived(State::Stalled, reason, needs_person_message(volume))
+        }
     }
 }
 
@@ -127,7 +95,7 @@ pub fn decide(wanted: &Wanted<'_>, volume: &Volume) -> Decision {
     if let Some(mismatch) = immutable_mismatch(resource, volume) {
         return Decision {
             write: None,
-            health: Health::stalled("ImmutableFieldMismatch", mismatch),
+            health: Health::stalled(Reason::ImmutableFieldMismatch, mismatch),
         };
     }
     if let Some(size) = resource.size.map(|s| s.max(1) as u64)
@@ -136,7 +104,7 @@ pub fn decide(wanted: &Wanted<'_>, volume: &Volume) -> Decision {
         return Decision {
             write: None,
             health: Health::stalled(
-                "SizeMismatch",
+                Reason::SizeMismatch,
                 format!(
                     "volume {} has {} GiB and spec.resource.size asks for {size}: volumes cannot \
                      shrink; set size to at least {}",
@@ -161,18 +129,12 @@ pub fn decide(wanted: &Wanted<'_>, volume: &Volume) -> Decision {
     if wanted.paused {
         return Decision {
             write: None,
-            health: Health::stalled(
-                "Paused",
-                format!(
-                    "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not {pending}; \
-                     remove the annotation to continue"
-                ),
-            ),
+            health: paused(&pending),
         };
     }
     let reason = match write {
-        Write::Extend { .. } => "Extending",
-        Write::Update(_) => "Updating",
+        Write::Extend { .. } => Reason::Extending,
+        Write::Update(_) => Reason::Updating,
     };
     Decision {
         write: Some(write),
@@ -271,6 +233,40 @@ fn immutable_mismatch(resource: &VolumeResource, volume: &Volume) -> Option<Stri
     })
 }
 
+/// The create request for `volume`: its spec's resource, named after the object unless the
+/// spec names it, and marked with the object's UID so that a create whose answer is lost is
+/// adopted instead of repeated. Refused while paused, and for an object that only observes.
+pub fn create_request(volume: &VolumeObject) -> Result<CreateVolume, Health> {
+    let Some(resource) = volume.spec.resource.as_ref().filter(|_| volume.managed()) else {
+        // The schema requires import or resource; an import that found nothing is reported
+        // by locate, so this is only reachable by an unmanaged object.
+        return Err(Health::stalled(
+            Reason::ImportNotFound,
+            "no volume to observe",
+        ));
+    };
+    if volume.paused() {
+        return Err(paused("create the volume"));
+    }
+    let mut metadata = resource.metadata.clone();
+    metadata.insert(UID_MARK.to_string(), volume.uid().unwrap_or_default());
+    Ok(CreateVolume {
+        size: resource.size.unwrap_or(1).max(1) as u64,
+        name: Some(resource.name.clone().unwrap_or_else(|| volume.name_any())),
+        description: resource.description.clone(),
+        volume_type: resource.volume_type.clone(),
+        availability_zone: resource.availability_zone.clone(),
+        snapshot_id: resource.snapshot_id.clone(),
+        source_volid: resource.source_volume_id.clone(),
+        image_ref: None,
+        metadata,
+        nhn_encryption: resource.encryption.as_ref().map(|e| NhnEncryptionRequest {
+            skm_appkey: e.skm_app_key.clone(),
+            skm_key_id: e.skm_key_id.clone(),
+        }),
+    })
+}
+
 /// What to do about the cloud volume when the object is deleted (DESIGN.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteStep {
@@ -301,7 +297,7 @@ pub const DELETE_RETRIES: u32 = 3;
 
 /// The deletion rules. `delete_attempts` counts earlier delete calls that left the volume in
 /// `error_deleting`.
-pub fn decide_delete(volume: Option<&Volume>, paused: bool, delete_attempts: u32) -> DeleteStep {
+pub fn decide_delete(volume: Option<&Volume>, is_paused: bool, delete_attempts: u32) -> DeleteStep {
     let Some(volume) = volume else {
         return DeleteStep::Done;
     };
@@ -313,7 +309,7 @@ pub fn decide_delete(volume: Option<&Volume>, paused: bool, delete_attempts: u32
             format!("server {}", servers.join(", "))
         };
         return DeleteStep::Blocked(Health::stalled(
-            "VolumeInUse",
+            Reason::VolumeInUse,
             format!(
                 "volume {} is attached to {servers}; detach it before deleting, and cloudvol \
                  deletes it then",
@@ -323,21 +319,17 @@ pub fn decide_delete(volume: Option<&Volume>, paused: bool, delete_attempts: u32
     }
     if volume.status == VolumeStatus::Deleting {
         return DeleteStep::Wait(Health::reconciling(
-            "Deleting",
+            Reason::Deleting,
             format!("the cloud is deleting volume {}", volume.id),
         ));
     }
-    if paused {
-        return DeleteStep::Blocked(Health::stalled(
-            "Paused",
-            "the annotation cloudvol.dev/paused is \"true\", so cloudvol does not delete the \
-             volume; remove the annotation to continue",
-        ));
+    if is_paused {
+        return DeleteStep::Blocked(paused("delete the volume"));
     }
     if volume.status == VolumeStatus::ErrorDeleting {
         if delete_attempts >= DELETE_RETRIES {
             return DeleteStep::Blocked(Health::stalled(
-                "DeleteFailed",
+                Reason::DeleteFailed,
                 format!(
                     "the cloud failed to delete volume {} {delete_attempts} times (status \
                      error_deleting); ask the cloud's support, or delete it in the cloud console",
@@ -350,9 +342,10 @@ pub fn decide_delete(volume: Option<&Volume>, paused: bool, delete_attempts: u32
     if deletable(&volume.status) {
         return DeleteStep::Delete;
     }
-    match classify(&volume.status) {
-        StatusClass::Transitional => DeleteStep::Wait(Health::reconciling(
-            status_reason(&volume.status),
+    match volume_class(&volume.status) {
+        StatusClass::Transitional => DeleteStep::Wait(Health::derived(
+            State::Reconciling,
+            volume_reason(&volume.status),
             format!(
                 "volume {} is {}; cloudvol deletes it once that finishes",
                 volume.id,
@@ -360,7 +353,7 @@ pub fn decide_delete(volume: Option<&Volume>, paused: bool, delete_attempts: u32
             ),
         )),
         _ => DeleteStep::Blocked(Health::stalled(
-            "DeleteBlocked",
+            Reason::DeleteBlocked,
             format!(
                 "volume {} is {}, and the cloud deletes a volume only when it is available or in \
                  an error state; fix it in the cloud, then cloudvol deletes it",
@@ -375,7 +368,7 @@ pub fn decide_delete(volume: Option<&Volume>, paused: bool, delete_attempts: u32
 /// what is left of Cinder's rule is snapshots (or a group, or a transfer).
 pub fn delete_refused(volume_id: &str, cloud_message: &str) -> Health {
     Health::stalled(
-        "HasSnapshots",
+        Reason::HasSnapshots,
         format!(
             "the cloud refused to delete volume {volume_id}: it has snapshots (or belongs to a \
              group); delete its snapshots first. The cloud said: {cloud_message}"
@@ -464,7 +457,7 @@ mod tests {
         assert_eq!(STATUS_TABLE.len(), VolumeStatus::KNOWN.len() + 1);
         for (status, class, reason) in STATUS_TABLE {
             let v = volume(status);
-            assert_eq!(&classify(&v.status), class, "{status}");
+            assert_eq!(&volume_class(&v.status), class, "{status}");
             let health = status_health(&v);
             assert_eq!(health.reason(), *reason, "{status}");
             let expected = match class {

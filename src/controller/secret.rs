@@ -1,5 +1,6 @@
-//! Cloud credentials from a Secret in the object's own namespace, and the Secret's finalizer
-//! that keeps it while any object still needs it to delete its cloud resource.
+//! The credentials Secret: read once per reconcile from the object's own namespace and parsed
+//! into cloud credentials, and guarded by a finalizer while any object still needs it to
+//! delete its cloud resource.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -8,7 +9,8 @@ use serde_json::json;
 
 use crate::api::{CloudCredentialsRef, ImageShare, Volume, VolumeImage};
 use crate::cloud::CloudCredentials;
-use crate::controller::conditions::Health;
+use crate::controller::conditions::{Health, State};
+use crate::controller::reasons::Reason;
 use crate::controller::{CloudKind, Error};
 
 /// The key holding the OpenStack-style `clouds.yaml`.
@@ -26,19 +28,25 @@ pub enum LoadError {
     Api(Error),
 }
 
+/// The credentials of one Secret, with the Secret as it was read (for its guard).
+pub struct Loaded {
+    pub credentials: CloudCredentials,
+    pub secret: Secret,
+}
+
 /// Reads the Secret `reference` names in `namespace` and parses its clouds.yaml.
 pub async fn load(
     client: &Client,
     namespace: &str,
     reference: &CloudCredentialsRef,
-) -> Result<CloudCredentials, LoadError> {
+) -> Result<Loaded, LoadError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let name = &reference.secret_name;
     let secret = match secrets.get_opt(name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
             return Err(LoadError::Stalled(Health::stalled(
-                "SecretNotFound",
+                Reason::SecretNotFound,
                 format!(
                     "the credentials Secret {namespace}/{name} does not exist; create it with a \
                      {CLOUDS_YAML_KEY} key"
@@ -47,12 +55,12 @@ pub async fn load(
         }
         Err(err) => return Err(LoadError::Api(err.into())),
     };
-    let data = secret.data.unwrap_or_default();
+    let data = secret.data.clone().unwrap_or_default();
     let Some(yaml) = data.get(CLOUDS_YAML_KEY) else {
         let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
         keys.sort_unstable();
         return Err(LoadError::Stalled(Health::stalled(
-            "InvalidCloudConfig",
+            Reason::InvalidCloudConfig,
             format!(
                 "the Secret {namespace}/{name} has no key {CLOUDS_YAML_KEY} (it has: {}); put the \
                  clouds.yaml under that key",
@@ -65,32 +73,36 @@ pub async fn load(
         )));
     };
     let cacert = data.get(CACERT_KEY).map(|b| b.0.as_slice());
-    CloudCredentials::from_clouds_yaml(&yaml.0, &reference.cloud_name, cacert).map_err(|err| {
-        LoadError::Stalled(Health::stalled(
-            err.reason(),
-            format!(
-                "the Secret {namespace}/{name}, key {CLOUDS_YAML_KEY}, cloud {:?}: {}",
-                reference.cloud_name,
-                err.message()
-            ),
-        ))
+    let credentials = CloudCredentials::from_clouds_yaml(&yaml.0, &reference.cloud_name, cacert)
+        .map_err(|err| {
+            LoadError::Stalled(Health::derived(
+                State::Stalled,
+                err.reason(),
+                format!(
+                    "the Secret {namespace}/{name}, key {CLOUDS_YAML_KEY}, cloud {:?}: {}",
+                    reference.cloud_name,
+                    err.message()
+                ),
+            ))
+        })?;
+    Ok(Loaded {
+        credentials,
+        secret,
     })
 }
 
-/// Puts the credentials finalizer on the Secret, if it is not there yet.
-pub async fn hold(client: &Client, namespace: &str, secret_name: &str) -> Result<(), Error> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let Some(secret) = secrets.get_opt(secret_name).await? else {
-        return Ok(());
-    };
+/// Puts the credentials finalizer on the Secret as [`load`] read it, if it is not there yet.
+pub async fn guard(client: &Client, secret: &Secret) -> Result<(), Error> {
     if secret.finalizers().iter().any(|f| f == SECRET_FINALIZER)
         || secret.metadata.deletion_timestamp.is_some()
     {
         return Ok(());
     }
+    let secrets: Api<Secret> =
+        Api::namespaced(client.clone(), &secret.namespace().unwrap_or_default());
     let mut finalizers = secret.finalizers().to_vec();
     finalizers.push(SECRET_FINALIZER.to_string());
-    set_finalizers(&secrets, &secret, finalizers).await
+    set_finalizers(&secrets, secret, finalizers).await
 }
 
 /// Takes the credentials finalizer off the Secret when no object other than `done_uid` still

@@ -1,0 +1,180 @@
+//! The one entry of every reconcile: kube's finalizer helper, around the preamble that every
+//! kind shares.
+//!
+//! - Deleting an object whose `deletionPolicy` is `Orphan`, or which is `unmanaged`, or which
+//!   never asked the cloud for anything, finishes at once, without the cloud.
+//! - The credentials Secret is read and parsed once per reconcile. A problem with it (missing,
+//!   no clouds.yaml, a typo) is reported as the object's health, naming the Secret.
+//! - While the object may need the Secret to delete its cloud resource, the Secret carries a
+//!   finalizer (from the same read), so that `kubectl delete -f dir/` cannot strand it.
+//!
+//! The kind's own `apply` and `cleanup` then get a [`Cycle`] with the credentials and the
+//! [`Report`] that closes the reconcile.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+
+use super::conditions::Health;
+use super::report::{Phase, Report};
+use super::secret::{self, LoadError, Loaded};
+use super::{CloudKind, Context, Error, cloud_error_health};
+use crate::api::CloudCredentialsRef;
+use crate::cloud::{BlockStorage, CloudCredentials, Image};
+
+/// A kind's two arms, as kube's finalizer helper calls them.
+pub trait Reconcile: CloudKind {
+    /// The object lives: bring the cloud resource to the spec.
+    fn apply(cycle: Cycle<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send;
+    /// The object is being deleted and its cloud resource must go (managed, `Delete`).
+    fn cleanup(cycle: Cycle<'_, Self>) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// One reconcile of one object, after the shared preamble.
+pub struct Cycle<'a, K: CloudKind> {
+    pub ctx: &'a Context,
+    pub object: &'a K,
+    pub report: Report<'a, K>,
+    pub namespace: String,
+    /// The credentials of `spec.cloudCredentialsRef`.
+    pub credentials: CloudCredentials,
+}
+
+impl<K: CloudKind> Cycle<'_, K> {
+    /// Closes the reconcile with `status` and `health` (see [`Report::close`]).
+    pub async fn close(
+        &self,
+        status: K::Status,
+        health: &Health,
+        progressed: bool,
+    ) -> Result<Action, Error> {
+        self.report.close(status, health, progressed).await
+    }
+
+    /// Closes the reconcile keeping what the status recorded, with `health`.
+    pub async fn report(&self, health: &Health) -> Result<Action, Error> {
+        self.close(self.report.recorded(), health, false).await
+    }
+
+    /// The last step of a deletion (see [`Report::finalize`]).
+    pub async fn finalize(&self, why: &str) -> Result<Action, Error> {
+        self.report.finalize(self.report.recorded(), why).await
+    }
+
+    /// The block-storage client of the credentials, or the health that says why there is none.
+    pub fn block_storage(&self) -> Result<Arc<dyn BlockStorage>, Health> {
+        self.ctx
+            .connector
+            .block_storage(&self.credentials)
+            .map_err(|err| {
+                cloud_error_health("cannot use these credentials for block storage", &err)
+            })
+    }
+
+    /// The image client of the credentials, or the health that says why there is none.
+    pub fn images(&self) -> Result<Arc<dyn Image>, Health> {
+        images(
+            self.ctx,
+            &self.credentials,
+            self.object.common().credentials,
+        )
+    }
+
+    /// The image client of another Secret the object names (an ImageShare member's).
+    pub async fn images_of(
+        &self,
+        reference: &CloudCredentialsRef,
+    ) -> Result<Result<Arc<dyn Image>, Health>, Error> {
+        match secret::load(&self.ctx.client, &self.namespace, reference).await {
+            Ok(loaded) => Ok(images(self.ctx, &loaded.credentials, reference)),
+            Err(LoadError::Api(err)) => Err(err),
+            Err(LoadError::Stalled(health)) => Ok(Err(health)),
+        }
+    }
+}
+
+fn images(
+    ctx: &Context,
+    credentials: &CloudCredentials,
+    reference: &CloudCredentialsRef,
+) -> Result<Arc<dyn Image>, Health> {
+    ctx.connector.image(credentials).map_err(|err| {
+        cloud_error_health(
+            &format!(
+                "cannot use the credentials of cloud {:?} in Secret {} for images",
+                reference.cloud_name, reference.secret_name
+            ),
+            &err,
+        )
+    })
+}
+
+/// Reconciles `object` through kube's finalizer helper and the shared preamble.
+pub async fn reconcile<K: Reconcile>(object: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let ctx = &ctx;
+    finalizer(&api, K::FINALIZER, object, |event| async move {
+        match event {
+            Event::Apply(object) => run(ctx, object.as_ref(), Phase::Apply).await,
+            Event::Cleanup(object) => run(ctx, object.as_ref(), Phase::Cleanup).await,
+        }
+    })
+    .await
+    .map_err(from_finalizer)
+}
+
+async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Action, Error> {
+    let report = Report::new(ctx, object, phase);
+    if phase == Phase::Cleanup {
+        if !object.managed() {
+            let why = format!("managementPolicy is unmanaged: {}", K::LEFT_ALONE);
+            return report.finalize(object.recorded(), &why).await;
+        }
+        if !object.needs_cloud_to_delete() {
+            let why = format!("deletionPolicy is Orphan: {}", K::LEFT_ALONE);
+            return report.finalize(object.recorded(), &why).await;
+        }
+        if let Some(why) = object.made_nothing() {
+            return report.finalize(object.recorded(), why).await;
+        }
+    }
+    let namespace = object.namespace().unwrap_or_default();
+    let Loaded {
+        credentials,
+        secret,
+    } = match secret::load(&ctx.client, &namespace, object.common().credentials).await {
+        Ok(loaded) => loaded,
+        Err(LoadError::Api(err)) => return Err(err),
+        Err(LoadError::Stalled(health)) => {
+            return report.close(object.recorded(), &health, false).await;
+        }
+    };
+    if phase == Phase::Apply && object.needs_cloud_to_delete() {
+        secret::guard(&ctx.client, &secret).await?;
+    }
+    let cycle = Cycle {
+        ctx,
+        object,
+        report,
+        namespace,
+        credentials,
+    };
+    match phase {
+        Phase::Apply => K::apply(cycle).await,
+        Phase::Cleanup => K::cleanup(cycle).await,
+    }
+}
+
+fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
+    use kube::runtime::finalizer::Error as F;
+    match err {
+        F::ApplyFailed(err) | F::CleanupFailed(err) => err,
+        F::AddFinalizer(err) | F::RemoveFinalizer(err) => Error::Kube(err),
+        other => Error::Finalizer(other.to_string()),
+    }
+}

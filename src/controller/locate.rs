@@ -1,0 +1,390 @@
+//! Finding an object's cloud resource, written once for Volume and VolumeImage: by the id in
+//! `status.id`, by `spec.import` (an id, or a name filter that must match exactly one), or by
+//! the object's mark (the UID it tags what it creates with, DESIGN.md §5). [`locate`] only
+//! reads and returns plain data; [`next_step`] holds the rules of what follows from it.
+
+use std::future::Future;
+
+use crate::api::ImportSpec;
+use crate::cloud::CloudError;
+
+use super::conditions::Health;
+use super::reasons::Reason;
+
+/// How a kind finds its cloud resources.
+pub trait Finder: Sync {
+    type Resource: Send;
+
+    /// The resource's cloud id.
+    fn id(resource: &Self::Resource) -> &str;
+
+    /// The resource with this id; `None` when the cloud says 404.
+    fn show<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> impl Future<Output = Result<Option<Self::Resource>, CloudError>> + Send + 'a;
+
+    /// The resources with exactly this name.
+    fn named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Future<Output = Result<Vec<Self::Resource>, CloudError>> + Send + 'a;
+
+    /// The resources carrying the mark of the object with this UID, oldest first.
+    fn marked<'a>(
+        &'a self,
+        uid: &'a str,
+    ) -> impl Future<Output = Result<Vec<Self::Resource>, CloudError>> + Send + 'a;
+}
+
+/// What an object knows about where its cloud resource is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keys<'a> {
+    /// `status.id`.
+    pub recorded_id: Option<&'a str>,
+    /// `spec.import`.
+    pub import: Option<&'a ImportSpec>,
+    /// The object's UID, when it creates its resource (managed, not imported).
+    pub mark: Option<&'a str>,
+}
+
+/// Where the cloud resource stands.
+#[derive(Debug, PartialEq)]
+pub enum Located<R> {
+    Found(R),
+    /// Nothing carries the object's mark: it was never created (or only an import is missing).
+    NotCreated,
+    /// The resource in `status.id` is gone from the cloud.
+    Disappeared(String),
+    /// The import matched nothing (says what it looked for).
+    ImportMissing(String),
+    /// A filter import matched several resources (their ids).
+    Ambiguous(Vec<String>),
+}
+
+/// Looks for the resource: by `status.id`, then by the import, then by the mark.
+pub async fn locate<F: Finder>(
+    finder: &F,
+    keys: &Keys<'_>,
+) -> Result<Located<F::Resource>, CloudError> {
+    let by_name = keys.import.and_then(|i| i.filter.as_ref());
+    if let Some(id) = keys.recorded_id {
+        match finder.show(id).await? {
+            Some(found) => return Ok(Located::Found(found)),
+            // An import by name follows the name: look again below.
+            None if by_name.is_some() => {}
+            None => return Ok(Located::Disappeared(id.to_string())),
+        }
+    }
+    if let Some(import) = keys.import {
+        if let Some(id) = &import.id {
+            return Ok(match finder.show(id).await? {
+                Some(found) => Located::Found(found),
+                None => Located::ImportMissing(format!("id {id}")),
+            });
+        }
+        if let Some(filter) = &import.filter {
+            let mut found = finder.named(&filter.name).await?;
+            return Ok(match found.len() {
+                0 => Located::ImportMissing(format!("name {:?}", filter.name)),
+                1 => Located::Found(found.remove(0)),
+                _ => Located::Ambiguous(found.iter().map(|r| F::id(r).to_string()).collect()),
+            });
+        }
+    }
+    let Some(uid) = keys.mark else {
+        return Ok(Located::NotCreated);
+    };
+    let marked = finder.marked(uid).await?;
+    Ok(match marked.into_iter().next() {
+        Some(found) => Located::Found(found),
+        None => Located::NotCreated,
+    })
+}
+
+/// What a kind calls its resource in messages, and the reason of an import that vanished.
+#[derive(Clone, Copy, Debug)]
+pub struct Noun {
+    /// "volume", "image".
+    pub one: &'static str,
+    /// "volumes", "images".
+    pub many: &'static str,
+    /// The Stalled reason when an imported resource no longer exists.
+    pub gone: Reason,
+}
+
+/// The next step after [`locate`].
+#[derive(Debug, PartialEq)]
+pub enum Next<R> {
+    /// Compare the resource with the spec.
+    Observe(R),
+    /// Make the resource.
+    Create,
+    /// The resource cloudvol made is gone: say so loudly, then make it again, as the spec
+    /// asks. Carries the old id.
+    Recreate(String),
+    /// Nothing to do but report.
+    Report(Health),
+}
+
+/// The rules of what follows from where the resource stands. `creates` says the object makes
+/// its own resource (managed, not imported); otherwise a resource that is missing is reported,
+/// never made.
+pub fn next_step<R>(located: Located<R>, noun: Noun, creates: bool) -> Next<R> {
+    match located {
+        Located::Found(found) => Next::Observe(found),
+        Located::Ambiguous(ids) => Next::Report(Health::stalled(
+            Reason::AmbiguousImport,
+            format!(
+                "spec.import.filter matches {} {} ({}); cloudvol never guesses: import by id \
+                 instead",
+                ids.len(),
+                noun.many,
+                ids.join(", ")
+            ),
+        )),
+        Located::ImportMissing(what) => Next::Report(Health::stalled(
+            Reason::ImportNotFound,
+            format!(
+                "no {} matches spec.import ({what}); check the id or the name",
+                noun.one
+            ),
+        )),
+        Located::Disappeared(id) if !creates => Next::Report(Health::stalled(
+            noun.gone,
+            format!(
+                "the imported {} {id} no longer exists in the cloud",
+                noun.one
+            ),
+        )),
+        Located::Disappeared(id) => Next::Recreate(id),
+        Located::NotCreated if !creates => Next::Report(Health::stalled(
+            Reason::ImportNotFound,
+            format!("no {} to observe", noun.one),
+        )),
+        Located::NotCreated => Next::Create,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ImportFilter;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    const NOUN: Noun = Noun {
+        one: "volume",
+        many: "volumes",
+        gone: Reason::VolumeNotFound,
+    };
+
+    /// A cloud of (id, name, mark) that counts the calls made to it.
+    #[derive(Default)]
+    struct Cloud {
+        resources: Vec<(&'static str, &'static str, &'static str)>,
+        calls: Mutex<BTreeMap<&'static str, u32>>,
+    }
+
+    impl Cloud {
+        fn count(&self, call: &'static str) {
+            *self.calls.lock().unwrap().entry(call).or_default() += 1;
+        }
+    }
+
+    impl Finder for Cloud {
+        type Resource = &'static str;
+        fn id<'r>(resource: &'r &'static str) -> &'r str {
+            resource
+        }
+        async fn show(&self, id: &str) -> Result<Option<&'static str>, CloudError> {
+            self.count("show");
+            Ok(self.resources.iter().find(|r| r.0 == id).map(|r| r.0))
+        }
+        async fn named(&self, name: &str) -> Result<Vec<&'static str>, CloudError> {
+            self.count("named");
+            Ok(self
+                .resources
+                .iter()
+                .filter(|r| r.1 == name)
+                .map(|r| r.0)
+                .collect())
+        }
+        async fn marked(&self, uid: &str) -> Result<Vec<&'static str>, CloudError> {
+            self.count("marked");
+            Ok(self
+                .resources
+                .iter()
+                .filter(|r| r.2 == uid)
+                .map(|r| r.0)
+                .collect())
+        }
+    }
+
+    fn by_id(id: &str) -> ImportSpec {
+        ImportSpec {
+            id: Some(id.into()),
+            filter: None,
+        }
+    }
+
+    fn by_name(name: &str) -> ImportSpec {
+        ImportSpec {
+            id: None,
+            filter: Some(ImportFilter { name: name.into() }),
+        }
+    }
+
+    fn run(cloud: &Cloud, keys: Keys<'_>) -> Located<&'static str> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(locate(cloud, &keys))
+            .expect("the fake cloud answers")
+    }
+
+    #[test]
+    fn locate_table() {
+        let cloud = Cloud {
+            resources: vec![
+                ("v1", "data", "uid-1"),
+                ("v2", "twin", ""),
+                ("v3", "twin", ""),
+            ],
+            ..Default::default()
+        };
+        let import_v2 = by_id("v2");
+        let import_gone = by_id("v9");
+        let import_data = by_name("data");
+        let import_twin = by_name("twin");
+        let import_none = by_name("none");
+        let cases: Vec<(&str, Keys<'_>, Located<&str>)> = vec![
+            (
+                "the recorded id",
+                Keys {
+                    recorded_id: Some("v1"),
+                    mark: Some("uid-1"),
+                    ..Default::default()
+                },
+                Located::Found("v1"),
+            ),
+            (
+                "a recorded id that is gone",
+                Keys {
+                    recorded_id: Some("v9"),
+                    mark: Some("uid-1"),
+                    ..Default::default()
+                },
+                Located::Disappeared("v9".into()),
+            ),
+            (
+                "by mark",
+                Keys {
+                    mark: Some("uid-1"),
+                    ..Default::default()
+                },
+                Located::Found("v1"),
+            ),
+            (
+                "no mark found",
+                Keys {
+                    mark: Some("uid-2"),
+                    ..Default::default()
+                },
+                Located::NotCreated,
+            ),
+            (
+                "import by id",
+                Keys {
+                    import: Some(&import_v2),
+                    ..Default::default()
+                },
+                Located::Found("v2"),
+            ),
+            (
+                "import by id, missing",
+                Keys {
+                    import: Some(&import_gone),
+                    ..Default::default()
+                },
+                Located::ImportMissing("id v9".into()),
+            ),
+            (
+                "import by name",
+                Keys {
+                    import: Some(&import_data),
+                    ..Default::default()
+                },
+                Located::Found("v1"),
+            ),
+            (
+                "import by name, ambiguous",
+                Keys {
+                    import: Some(&import_twin),
+                    ..Default::default()
+                },
+                Located::Ambiguous(vec!["v2".into(), "v3".into()]),
+            ),
+            (
+                "import by name, missing",
+                Keys {
+                    import: Some(&import_none),
+                    ..Default::default()
+                },
+                Located::ImportMissing("name \"none\"".into()),
+            ),
+            (
+                "an import by name whose recorded id is gone follows the name",
+                Keys {
+                    recorded_id: Some("v9"),
+                    import: Some(&import_data),
+                    ..Default::default()
+                },
+                Located::Found("v1"),
+            ),
+        ];
+        for (name, keys, want) in cases {
+            assert_eq!(run(&cloud, keys), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn next_step_table() {
+        let gone = |creates| next_step::<()>(Located::Disappeared("v9".into()), NOUN, creates);
+        assert_eq!(gone(true), Next::Recreate("v9".into()));
+        let Next::Report(health) = gone(false) else {
+            panic!("an imported volume that is gone is reported");
+        };
+        assert_eq!(health.reason(), "VolumeNotFound");
+        assert!(health.is_stalled());
+
+        assert_eq!(
+            next_step::<()>(Located::NotCreated, NOUN, true),
+            Next::Create
+        );
+        let Next::Report(health) = next_step::<()>(Located::NotCreated, NOUN, false) else {
+            panic!("an observer never creates");
+        };
+        assert_eq!(health.reason(), "ImportNotFound");
+
+        let Next::Report(health) =
+            next_step::<()>(Located::Ambiguous(vec!["a".into(), "b".into()]), NOUN, true)
+        else {
+            panic!("an ambiguous import is reported");
+        };
+        assert_eq!(health.reason(), "AmbiguousImport");
+        assert!(
+            health.message().contains("2 volumes (a, b)"),
+            "{}",
+            health.message()
+        );
+
+        let Next::Report(health) =
+            next_step::<()>(Located::ImportMissing("id v9".into()), NOUN, true)
+        else {
+            panic!("a missing import is reported");
+        };
+        assert_eq!(health.reason(), "ImportNotFound");
+        assert_eq!(next_step(Located::Found(7), NOUN, true), Next::Observe(7));
+    }
+}
