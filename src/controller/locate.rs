@@ -5,11 +5,15 @@
 
 use std::future::Future;
 
+use kube::runtime::controller::Action;
+
 use crate::api::ImportSpec;
 use crate::cloud::CloudError;
 
 use super::conditions::Health;
+use super::lifecycle::Cycle;
 use super::reasons::Reason;
+use super::{CloudKind, Error, ObjectStatus, cloud_error_health};
 
 /// How a kind finds its cloud resources.
 pub trait Finder: Sync {
@@ -46,6 +50,35 @@ pub struct Keys<'a> {
     pub import: Option<&'a ImportSpec>,
     /// The object's UID, when it creates its resource (managed, not imported).
     pub mark: Option<&'a str>,
+}
+
+impl<'a> Keys<'a> {
+    /// What `object`'s status and spec say.
+    pub fn of<K: CloudKind>(object: &'a K) -> Keys<'a> {
+        Keys {
+            recorded_id: object.status().and_then(ObjectStatus::id),
+            import: object.common().import,
+            mark: object
+                .creates()
+                .then(|| object.meta().uid.as_deref())
+                .flatten(),
+        }
+    }
+}
+
+/// A cloud answer with 404 as `None`, for [`Finder::show`].
+pub fn found<T>(answer: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
+    match answer {
+        Ok(resource) => Ok(Some(resource)),
+        Err(CloudError::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// `resources` oldest first, by their creation time, for [`Finder::marked`].
+pub fn oldest_first<T>(mut resources: Vec<T>, created_at: fn(&T) -> &Option<String>) -> Vec<T> {
+    resources.sort_by(|a, b| created_at(a).cmp(created_at(b)));
+    resources
 }
 
 /// Where the cloud resource stands.
@@ -100,6 +133,60 @@ pub async fn locate<F: Finder>(
         Some(found) => Located::Found(found),
         None => Located::NotCreated,
     })
+}
+
+/// What a reconcile does once it has looked for its resource.
+pub enum Step<R> {
+    /// Compare the resource with the spec.
+    Observe(R),
+    /// Make the resource.
+    Create,
+    /// Make the resource again: the one in `status.id` (the id here) is gone.
+    Recreate(String),
+    /// The reconcile is closed (reported), with this result.
+    Closed(Result<Action, Error>),
+}
+
+impl<K: CloudKind> Cycle<'_, K> {
+    /// Looks for the object's resource with `finder` and follows [`next_step`]'s rules; what
+    /// only needs reporting is reported here.
+    pub async fn locate<F: Finder>(&self, finder: &F, noun: Noun) -> Step<F::Resource> {
+        match self.find(finder, noun).await {
+            Ok(located) => match next_step(located, noun, self.object.creates()) {
+                Next::Observe(found) => Step::Observe(found),
+                Next::Create => Step::Create,
+                Next::Recreate(id) => Step::Recreate(id),
+                Next::Report(health) => Step::Closed(self.report(&health).await),
+            },
+            Err(closed) => Step::Closed(closed),
+        }
+    }
+
+    /// For a deletion: the object's resource, if it is still there.
+    pub async fn existing<F: Finder>(
+        &self,
+        finder: &F,
+        noun: Noun,
+    ) -> Result<Option<F::Resource>, Result<Action, Error>> {
+        Ok(match self.find(finder, noun).await? {
+            Located::Found(found) => Some(found),
+            _ => None,
+        })
+    }
+
+    async fn find<F: Finder>(
+        &self,
+        finder: &F,
+        noun: Noun,
+    ) -> Result<Located<F::Resource>, Result<Action, Error>> {
+        match locate(finder, &Keys::of(self.object)).await {
+            Ok(located) => Ok(located),
+            Err(err) => {
+                let doing = format!("cannot read the {}", noun.one);
+                Err(self.report(&cloud_error_health(&doing, &err)).await)
+            }
+        }
+    }
 }
 
 /// What a kind calls its resource in messages, and the reason of an import that vanished.

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -72,10 +73,27 @@ pub struct Common<'a> {
     pub import: Option<&'a ImportSpec>,
 }
 
+/// The [`Common`] fields of a kind whose spec has them under their usual names; `import` is
+/// the kind's `spec.import`, if it has one.
+macro_rules! common_spec {
+    ($object:expr, $import:expr) => {
+        $crate::controller::Common {
+            credentials: &$object.spec.cloud_credentials_ref,
+            management_policy: $object.spec.management_policy,
+            deletion_policy: $object.spec.deletion_policy,
+            resync_period: $object.spec.resync_period.as_deref(),
+            import: $import,
+        }
+    };
+}
+pub(crate) use common_spec;
+
 /// A kind's status, as the shared closing writes it.
 pub trait ObjectStatus: Serialize + PartialEq + Clone + Default + Debug + Send + Sync {
     /// The conditions cloudvol last wrote.
     fn conditions(&self) -> &[Condition];
+    /// `status.id`: the cloud id cloudvol recorded.
+    fn id(&self) -> Option<&str>;
     /// Sets the conditions and `observedGeneration` of a status about to be written.
     fn stamp(&mut self, conditions: Vec<Condition>, observed_generation: Option<i64>);
 }
@@ -86,6 +104,9 @@ macro_rules! object_status {
         impl ObjectStatus for $status {
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
+            }
+            fn id(&self) -> Option<&str> {
+                self.id.as_deref()
             }
             fn stamp(&mut self, conditions: Vec<Condition>, observed_generation: Option<i64>) {
                 self.conditions = conditions;
@@ -110,6 +131,7 @@ pub trait CloudKind:
     + Send
     + Sync
     + 'static
+    + HasStatus<Status: ObjectStatus>
 {
     /// The finalizer that guards the cloud resource, `cloudvol.dev/<kind>`.
     const FINALIZER: &'static str;
@@ -117,12 +139,8 @@ pub trait CloudKind:
     /// is".
     const LEFT_ALONE: &'static str;
 
-    type Status: ObjectStatus;
-
     /// The spec fields every kind shares.
     fn common(&self) -> Common<'_>;
-
-    fn status(&self) -> Option<&Self::Status>;
 
     /// Every credentials Secret the object uses.
     fn credentials_refs(&self) -> Vec<&CloudCredentialsRef> {
@@ -143,6 +161,11 @@ pub trait CloudKind:
 
     fn managed(&self) -> bool {
         self.common().management_policy == ManagementPolicy::Managed
+    }
+
+    /// The object makes its own cloud resource (managed, not imported), marked with its UID.
+    fn creates(&self) -> bool {
+        self.managed() && self.common().import.is_none()
     }
 
     /// Deleting the object touches the cloud (managed, `Delete`).

@@ -21,9 +21,11 @@ use crate::cloud::model::{Image as CloudImage, ImageQuery, PatchOp};
 use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
-use crate::controller::locate::{Finder, Keys, Located, Next, Noun, locate, next_step};
+use crate::controller::locate::{Finder, Noun, Step, found, oldest_first};
 use crate::controller::reasons::Reason;
-use crate::controller::{CloudKind, Common, Context, Error, Scope, cloud_error_health, object_ref};
+use crate::controller::{
+    CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
+};
 use decide::{
     DeleteStep, Wanted, Write, decide, decide_delete, lost_upload, source_from_ref, uid_tag,
     upload_request,
@@ -32,20 +34,8 @@ use decide::{
 impl CloudKind for VolumeImage {
     const FINALIZER: &'static str = "cloudvol.dev/volumeimage";
     const LEFT_ALONE: &'static str = "the image is left as it is";
-    type Status = VolumeImageStatus;
-
     fn common(&self) -> Common<'_> {
-        Common {
-            credentials: &self.spec.cloud_credentials_ref,
-            management_policy: self.spec.management_policy,
-            deletion_policy: self.spec.deletion_policy,
-            resync_period: self.spec.resync_period.as_deref(),
-            import: self.spec.import.as_ref(),
-        }
-    }
-
-    fn status(&self) -> Option<&VolumeImageStatus> {
-        self.status.as_ref()
+        common_spec!(self, self.spec.import.as_ref())
     }
 }
 
@@ -110,7 +100,34 @@ const NOUN: Noun = Noun {
 
 /// Finds images through the image API. Marks are looked for among the credentials' own
 /// images only.
-struct Images<'a>(&'a dyn Image);
+struct Images<'a> {
+    client: &'a dyn Image,
+    /// The name and earliest time of an upload whose answer may have been lost.
+    upload: Option<(&'a str, Timestamp)>,
+}
+
+impl<'a> Images<'a> {
+    fn of(client: &'a dyn Image, object: &'a VolumeImage) -> Self {
+        let sent = object
+            .status
+            .as_ref()
+            .is_some_and(|s| s.upload_requested_at.is_some());
+        let upload = object.spec.resource.as_ref().filter(|_| sent).map(|r| {
+            let not_before = object
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0 - CLOCK_SKEW)
+                .unwrap_or(Timestamp::UNIX_EPOCH);
+            (r.name.as_str(), not_before)
+        });
+        Images { client, upload }
+    }
+
+    fn owned(&self, query: ImageQuery, owner: Option<String>) -> ImageQuery {
+        ImageQuery { owner, ..query }
+    }
+}
 
 impl Finder for Images<'_> {
     type Resource = CloudImage;
@@ -120,11 +137,7 @@ impl Finder for Images<'_> {
     }
 
     async fn show(&self, id: &str) -> Result<Option<CloudImage>, CloudError> {
-        match self.0.show_image(id).await {
-            Ok(image) => Ok(Some(image)),
-            Err(CloudError::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err),
-        }
+        found(self.client.show_image(id).await)
     }
 
     async fn named(&self, name: &str) -> Result<Vec<CloudImage>, CloudError> {
@@ -132,62 +145,31 @@ impl Finder for Images<'_> {
             name: Some(name.to_string()),
             ..Default::default()
         };
-        self.0.list_images(&query).await
+        self.client.list_images(&query).await
     }
 
+    /// The images tagged with the object's mark; when there are none and an upload was sent,
+    /// the mark-less image its lost answer would have named.
     async fn marked(&self, uid: &str) -> Result<Vec<CloudImage>, CloudError> {
-        let query = ImageQuery {
+        let owner = self.client.project_id().await?;
+        let tagged = ImageQuery {
             tags: vec![uid_tag(uid)],
-            owner: self.0.project_id().await?,
             ..Default::default()
         };
-        let mut marked = self.0.list_images(&query).await?;
-        marked.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        Ok(marked)
-    }
-}
-
-/// The object makes its own image (rather than adopting one).
-fn creates(object: &VolumeImage) -> bool {
-    object.managed() && object.spec.import.is_none()
-}
-
-/// Finds the image: by `status.id`, by the import, by the object's mark, or — when an upload
-/// may have been sent — by the name and time of that upload.
-async fn find(images: &dyn Image, object: &VolumeImage) -> Result<Located<CloudImage>, CloudError> {
-    let uid = object.uid().unwrap_or_default();
-    let status = object.status.as_ref();
-    let keys = Keys {
-        recorded_id: status.and_then(|s| s.id.as_deref()),
-        import: object.spec.import.as_ref(),
-        mark: creates(object).then_some(uid.as_str()),
-    };
-    let located = locate(&Images(images), &keys).await?;
-    let upload_sent = status.is_some_and(|s| s.upload_requested_at.is_some());
-    let (Located::NotCreated, true, Some(resource)) =
-        (&located, upload_sent, object.spec.resource.as_ref())
-    else {
-        return Ok(located);
-    };
-    // An upload was sent, but its answer (or the status write after it) was lost: the image
-    // it made has our name and owner, no cloudvol mark yet, and is younger than the object.
-    let not_before = object
-        .meta()
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0 - CLOCK_SKEW)
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    let named = images
-        .list_images(&ImageQuery {
-            name: Some(resource.name.clone()),
-            owner: images.project_id().await?,
+        let marked = self
+            .client
+            .list_images(&self.owned(tagged, owner.clone()))
+            .await?;
+        let Some((name, not_before)) = self.upload.filter(|_| marked.is_empty()) else {
+            return Ok(oldest_first(marked, |i| &i.created_at));
+        };
+        let named = ImageQuery {
+            name: Some(name.to_string()),
             ..Default::default()
-        })
-        .await?;
-    Ok(match lost_upload(named, not_before) {
-        Some(image) => Located::Found(image),
-        None => Located::NotCreated,
-    })
+        };
+        let named = self.client.list_images(&self.owned(named, owner)).await?;
+        Ok(lost_upload(named, not_before).into_iter().collect())
+    }
 }
 
 impl Reconcile for VolumeImage {
@@ -197,19 +179,14 @@ impl Reconcile for VolumeImage {
             Err(health) => return cycle.report(&health).await,
         };
         let object = cycle.object;
-        let located = match find(images.as_ref(), object).await {
-            Ok(located) => located,
-            Err(err) => {
-                return cycle
-                    .report(&cloud_error_health("cannot read the image", &err))
-                    .await;
-            }
-        };
-        let image = match next_step(located, NOUN, creates(object)) {
-            Next::Observe(image) => image,
-            Next::Report(health) => return cycle.report(&health).await,
-            Next::Create => return upload(&cycle).await,
-            Next::Recreate(id) => {
+        let image = match cycle
+            .locate(&Images::of(images.as_ref(), object), NOUN)
+            .await
+        {
+            Step::Observe(image) => image,
+            Step::Closed(result) => return result,
+            Step::Create => return upload(&cycle).await,
+            Step::Recreate(id) => {
                 cycle
                     .report
                     .event(
@@ -225,7 +202,9 @@ impl Reconcile for VolumeImage {
                 return upload(&cycle).await;
             }
         };
-        let mark = creates(object).then(|| uid_tag(&object.uid().unwrap_or_default()));
+        let mark = object
+            .creates()
+            .then(|| uid_tag(&object.uid().unwrap_or_default()));
         let wanted = Wanted {
             resource: if object.managed() {
                 object.spec.resource.as_ref()
@@ -276,14 +255,12 @@ impl Reconcile for VolumeImage {
             Err(health) => return cycle.report(&health).await,
         };
         let object = cycle.object;
-        let image = match find(images.as_ref(), object).await {
-            Ok(Located::Found(image)) => Some(image),
-            Ok(_) => None,
-            Err(err) => {
-                return cycle
-                    .report(&cloud_error_health("cannot read the image", &err))
-                    .await;
-            }
+        let image = match cycle
+            .existing(&Images::of(images.as_ref(), object), NOUN)
+            .await
+        {
+            Ok(image) => image,
+            Err(closed) => return closed,
         };
         let shares = shares(&cycle).await?;
         let spec_protected = object.spec.resource.as_ref().and_then(|r| r.protected);

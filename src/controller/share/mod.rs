@@ -22,7 +22,9 @@ use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
 use crate::controller::reasons::Reason;
-use crate::controller::{CloudKind, Common, Context, Error, Scope, cloud_error_health, object_ref};
+use crate::controller::{
+    CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
+};
 use decide::{
     DeleteStep, Observed, Wanted, Write, counts, decide, decide_delete, image_from_ref,
     image_unreadable, member_credentials_mismatch, observed_members, visibility_refused,
@@ -31,20 +33,8 @@ use decide::{
 impl CloudKind for ImageShare {
     const FINALIZER: &'static str = "cloudvol.dev/imageshare";
     const LEFT_ALONE: &'static str = "the image's members and visibility are left as they are";
-    type Status = ImageShareStatus;
-
     fn common(&self) -> Common<'_> {
-        Common {
-            credentials: &self.spec.cloud_credentials_ref,
-            management_policy: self.spec.management_policy,
-            deletion_policy: self.spec.deletion_policy,
-            resync_period: self.spec.resync_period.as_deref(),
-            import: None,
-        }
-    }
-
-    fn status(&self) -> Option<&ImageShareStatus> {
-        self.status.as_ref()
+        common_spec!(self, None)
     }
 
     fn made_nothing(&self) -> Option<&'static str> {

@@ -16,9 +16,11 @@ use crate::cloud::model::{Volume as CloudVolume, VolumeQuery};
 use crate::cloud::{BlockStorage, CloudError};
 use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
-use crate::controller::locate::{Finder, Keys, Next, Noun, locate, next_step};
+use crate::controller::locate::{Finder, Noun, Step, found, oldest_first};
 use crate::controller::reasons::Reason;
-use crate::controller::{CloudKind, Common, Context, Error, Scope, cloud_error_health, object_ref};
+use crate::controller::{
+    CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
+};
 use decide::{
     DeleteStep, UID_MARK, Wanted, Write, create_request, decide, decide_delete, delete_refused,
 };
@@ -26,20 +28,8 @@ use decide::{
 impl CloudKind for Volume {
     const FINALIZER: &'static str = "cloudvol.dev/volume";
     const LEFT_ALONE: &'static str = "the cloud volume is left as it is";
-    type Status = VolumeStatus;
-
     fn common(&self) -> Common<'_> {
-        Common {
-            credentials: &self.spec.cloud_credentials_ref,
-            management_policy: self.spec.management_policy,
-            deletion_policy: self.spec.deletion_policy,
-            resync_period: self.spec.resync_period.as_deref(),
-            import: self.spec.import.as_ref(),
-        }
-    }
-
-    fn status(&self) -> Option<&VolumeStatus> {
-        self.status.as_ref()
+        common_spec!(self, self.spec.import.as_ref())
     }
 }
 
@@ -85,11 +75,7 @@ impl Finder for Volumes<'_> {
     }
 
     async fn show(&self, id: &str) -> Result<Option<CloudVolume>, CloudError> {
-        match self.0.show_volume(id).await {
-            Ok(volume) => Ok(Some(volume)),
-            Err(CloudError::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err),
-        }
+        found(self.0.show_volume(id).await)
     }
 
     async fn named(&self, name: &str) -> Result<Vec<CloudVolume>, CloudError> {
@@ -105,29 +91,9 @@ impl Finder for Volumes<'_> {
             metadata: [(UID_MARK.to_string(), uid.to_string())].into(),
             ..Default::default()
         };
-        let mut marked = self.0.list_volumes_detail(&query).await?;
-        marked.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-        Ok(marked)
+        let marked = self.0.list_volumes_detail(&query).await?;
+        Ok(oldest_first(marked, |v| &v.created_at))
     }
-}
-
-/// The object makes its own volume (rather than adopting one).
-fn creates(volume: &Volume) -> bool {
-    volume.managed() && volume.spec.import.is_none()
-}
-
-/// Finds the cloud volume of `volume`.
-async fn find(
-    storage: &dyn BlockStorage,
-    volume: &Volume,
-) -> Result<crate::controller::locate::Located<CloudVolume>, CloudError> {
-    let uid = volume.uid().unwrap_or_default();
-    let keys = Keys {
-        recorded_id: volume.status.as_ref().and_then(|s| s.id.as_deref()),
-        import: volume.spec.import.as_ref(),
-        mark: creates(volume).then_some(uid.as_str()),
-    };
-    locate(&Volumes(storage), &keys).await
 }
 
 impl Reconcile for Volume {
@@ -137,19 +103,11 @@ impl Reconcile for Volume {
             Err(health) => return cycle.report(&health).await,
         };
         let volume = cycle.object;
-        let located = match find(storage.as_ref(), volume).await {
-            Ok(located) => located,
-            Err(err) => {
-                return cycle
-                    .report(&cloud_error_health("cannot read the volume", &err))
-                    .await;
-            }
-        };
-        let found = match next_step(located, NOUN, creates(volume)) {
-            Next::Observe(found) => found,
-            Next::Report(health) => return cycle.report(&health).await,
-            Next::Create => return create(&cycle, storage.as_ref()).await,
-            Next::Recreate(id) => {
+        let found = match cycle.locate(&Volumes(storage.as_ref()), NOUN).await {
+            Step::Observe(found) => found,
+            Step::Closed(result) => return result,
+            Step::Create => return create(&cycle, storage.as_ref()).await,
+            Step::Recreate(id) => {
                 cycle
                     .report
                     .event(
@@ -219,14 +177,9 @@ impl Reconcile for Volume {
             Err(health) => return cycle.report(&health).await,
         };
         let volume = cycle.object;
-        let found = match find(storage.as_ref(), volume).await {
-            Ok(crate::controller::locate::Located::Found(found)) => Some(found),
-            Ok(_) => None,
-            Err(err) => {
-                return cycle
-                    .report(&cloud_error_health("cannot read the volume", &err))
-                    .await;
-            }
+        let found = match cycle.existing(&Volumes(storage.as_ref()), NOUN).await {
+            Ok(found) => found,
+            Err(closed) => return closed,
         };
         let delete_key = format!("{}/delete", volume.key());
         let step = decide_delete(
