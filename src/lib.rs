@@ -3,5 +3,6 @@
 pub mod api;
 pub mod cloud;
 pub mod controller;
+pub mod logging;
 pub mod metrics;
 pub mod operator;

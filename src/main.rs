@@ -47,14 +47,16 @@ fn main() -> ExitCode {
         Command::Cloud {
             command: CloudCommand::Check(args),
         } => {
-            init_logging();
+            // Warnings by default, so that `verify: false` is visible; RUST_LOG overrides.
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+            cloudvol::logging::init_logging(&filter, cloudvol::logging::LogFormat::Text);
             cloudvol::cloud::check::run(&args)
         }
     }
 }
 
 fn run_operator(args: cloudvol::operator::RunArgs) -> ExitCode {
-    cloudvol::operator::init_logging(&args.log_level, args.log_format);
+    cloudvol::logging::init_logging(&args.log_level, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,15 +91,4 @@ fn write_crds(out_dir: Option<PathBuf>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the default (warnings, so that
-/// `verify: false` is visible).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -4,7 +4,7 @@
 //! by `hack/openstack.sh` (`<scenario>::openstack`).
 //!
 //! The assertions describe upstream OpenStack. Where NHN Cloud knowingly differs (its
-//! documents in `shared/seeds/` say so), the scenario asserts the documented difference
+//! documents in docs/sources.md say so), the scenario asserts the documented difference
 //! on each side instead of equality, and says which document.
 //!
 //! `cargo test --test differential emulator` runs only the emulator half; the OpenStack
@@ -733,7 +733,7 @@ async fn upload_to_image(b: &Backend) {
     assert_eq!(image["container_format"], "bare", "{image}");
     // Cinder asks Glance for no visibility unless told (microversion 3.1), so the
     // image gets the image service's default: `shared` upstream (Image API 2.5+),
-    // `private` on NHN (seed 004's create example). A client that cares must say.
+    // `private` on NHN (NHN's Image API's create example, docs/sources.md). A client that cares must say.
     let default_visibility = match b.kind {
         Kind::Emulator => "private",
         Kind::OpenStack => "shared",
@@ -799,7 +799,7 @@ async fn attached_volume_refusals(b: &Backend) {
     let r = s.post(action.clone(), upload(json!("maybe"))).await;
     r.expect_cinder_fault(400, "badRequest");
 
-    // With force: NHN allows it (seed 000: `force` lets an attached volume be imaged);
+    // With force: NHN allows it (NHN's Block Storage API, docs/sources.md: `force` lets an attached volume be imaged);
     // upstream Cinder ignores `force` unless the cloud set `enable_force_upload`
     // (default false, as here), so the answer is the same 400 as without it.
     let r = s.post(action.clone(), upload(json!(true))).await;
@@ -846,7 +846,7 @@ async fn upload_visibility_and_protected(b: &Backend) {
         "{r}"
     );
 
-    // NHN's v2 path takes them without a microversion (seed 000); upstream Cinder has
+    // NHN's v2 path takes them without a microversion (NHN's Block Storage API, docs/sources.md); upstream Cinder has
     // had no v2 API since Xena, so the path is unknown there.
     let v2 = action.replacen("/v3/", "/v2/", 1);
     let r = s
@@ -955,8 +955,8 @@ async fn image_create_rules(b: &Backend) {
     assert_eq!(image["size"], Value::Null, "{image}");
     delete_image(&s, id).await;
 
-    // `os_type` is required by NHN (seed 004: "os_type ... Required O"); upstream has
-    // no such rule. Without `visibility`, NHN makes the image private (seed 004's
+    // `os_type` is required by NHN (NHN's Image API, docs/sources.md: "os_type ... Required O"); upstream has
+    // no such rule. Without `visibility`, NHN makes the image private (NHN's Image API, docs/sources.md's
     // example); upstream Glance makes it `shared` (since Image API 2.5).
     let r = s
         .post(
@@ -1254,7 +1254,7 @@ async fn protected_images(b: &Backend) {
     let r = s.delete(s.images(&format!("/images/{id}"))).await;
     r.expect_glance_error(403);
 
-    // NHN: "Cannot be modified or deleted when protected=true" (seed 004). Upstream
+    // NHN: "Cannot be modified or deleted when protected=true" (NHN's Image API, docs/sources.md). Upstream
     // Glance only refuses the delete: the image can still be patched and tagged.
     let rename = s
         .patch_image(
@@ -1333,7 +1333,7 @@ async fn image_tags(b: &Backend) {
     // Adding an existing tag is fine.
     s.put(tag("first"), None).await.expect_status(204);
 
-    // NHN: "Tags starting with _ are not allowed" (seed 004); upstream accepts them.
+    // NHN: "Tags starting with _ are not allowed" (NHN's Image API, docs/sources.md); upstream accepts them.
     let r = s.put(tag("_hidden"), None).await;
     match b.kind {
         Kind::Emulator => {
@@ -1407,7 +1407,7 @@ async fn other_tenants_resources(b: &Backend) {
     let (id, _) = new_available_volume(&a, "dt-tenant").await;
 
     // Another project's block-storage path: Cinder compares the URL's project with the
-    // token's and answers "Malformed request url" (seed 003 shows this exact body).
+    // token's and answers "Malformed request url" (Cinder's upload-to-image reference, docs/sources.md shows this exact body).
     let r = other.get(a.volumes(&format!("/volumes/{id}"))).await;
     let message = r.expect_cinder_fault(400, "badRequest");
     assert_eq!(message, "Malformed request url", "{r}");

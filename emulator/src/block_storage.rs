@@ -1,6 +1,6 @@
-//! Block storage in NHN's v2 dialect (seed 000), served under both
+//! Block storage in NHN's v2 dialect (NHN's Block Storage API, docs/sources.md), served under both
 //! `/block-storage/v2/{tenant}` and `/block-storage/v3/{tenant}`, with the
-//! upload-to-image refusals of seed 003.
+//! upload-to-image refusals of Cinder's upload-to-image reference, docs/sources.md.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -274,7 +274,7 @@ fn begin(app: &Shared, api: Api, headers: &HeaderMap, tenant: &str) -> ApiResult
     let token = authenticate(app, headers)
         .ok_or_else(|| service_unauthorized(Dialect::BlockStorage, &base))?;
     if token.tenant_id != tenant {
-        // Cinder refuses a URL whose project is not the token's (seed 003).
+        // Cinder refuses a URL whose project is not the token's (Cinder's upload-to-image reference, docs/sources.md).
         return Err(bad_request("Malformed request url"));
     }
     Ok(Ctx {
@@ -349,7 +349,7 @@ struct EncryptionView<'a> {
     skm_key_version: u64,
 }
 
-/// A volume as seed 000 shows it (detail list, show, create), fields in
+/// A volume as NHN's Block Storage API shows it (docs/sources.md) (detail list, show, create), fields in
 /// the seed's order. Serialized straight from the state, so that listing
 /// many volumes stays cheap.
 #[derive(Serialize)]
@@ -466,7 +466,7 @@ fn uuid_like(hex32: &str) -> String {
     )
 }
 
-/// The volume type object of seed 000's upload answer (including its
+/// The volume type object of the upload answer of NHN's Block Storage API (docs/sources.md) (including its
 /// string `"null"`s).
 fn volume_type_object(name: &str) -> Value {
     let id = uuid_like(&stable_id(&format!("volume_type:{name}")));

@@ -1,4 +1,4 @@
-//! Image v2 in NHN's dialect (seed 004): list, show, create, upload and
+//! Image v2 in NHN's dialect (NHN's Image API, docs/sources.md): list, show, create, upload and
 //! download, JSON-patch, delete, tags and members, with NHN's rule that a
 //! protected image cannot be modified.
 
@@ -697,7 +697,7 @@ async fn create_image(State(app): State<Shared>, headers: HeaderMap, body: Bytes
     for key in obj.keys().filter(|k| k.as_str() != "id") {
         check_writable(key)?;
     }
-    // NHN requires a name and an OS type (seed 004).
+    // NHN requires a name and an OS type (NHN's Image API, docs/sources.md).
     if !obj.get("name").is_some_and(Value::is_string) {
         return Err(bad_request("name is required (a string)."));
     }

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! It shares no code with the operator's cloud client: it is an independent
-//! reading of the API documents in `shared/seeds/`.
+//! reading of the API documents in docs/sources.md.
 
 mod admin;
 mod block_storage;

@@ -1,4 +1,4 @@
-//! Samsung Cloud Platform's signed image API (seed 002): show one image, and
+//! Samsung Cloud Platform's signed image API (SCP's virtualserver API, docs/sources.md): show one image, and
 //! (an assumption, documented in the README) list images.
 
 use axum::Router;

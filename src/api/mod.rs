@@ -1,5 +1,5 @@
 //! The CRD types: the contract with users. This module depends on no cloud client and no
-//! reconciler (DESIGN.md §9).
+//! reconciler (docs/design.md §9).
 
 mod common;
 mod image;

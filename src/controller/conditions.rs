@@ -1,5 +1,5 @@
 //! The one condition builder: a reconcile's conclusion becomes the three kstatus conditions
-//! (DESIGN.md §2), written deterministically.
+//! (docs/design.md §2), written deterministically.
 
 use std::time::Duration;
 

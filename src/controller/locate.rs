@@ -1,6 +1,6 @@
 //! Finding an object's cloud resource, written once for Volume and VolumeImage: by the id in
 //! `status.id`, by `spec.import` (an id, or a name filter that must match exactly one), or by
-//! the object's mark (the UID it tags what it creates with, DESIGN.md §5). [`locate`] only
+//! the object's mark (the UID it tags what it creates with, docs/design.md §5). [`locate`] only
 //! reads and returns plain data; [`next_step`] holds the rules of what follows from it.
 
 use std::future::Future;

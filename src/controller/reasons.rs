@@ -1,5 +1,5 @@
 //! Every condition reason a controller chooses, in one list. Reasons are part of the user
-//! contract (DESIGN.md §2): stable CamelCase names, each documented in `docs/api.md`, which
+//! contract (docs/design.md §2): stable CamelCase names, each documented in `docs/api.md`, which
 //! `tests/docs.rs` checks by iterating [`Reason::ALL`].
 //!
 //! Two families of reasons are not here, because they are derived rather than chosen: the

@@ -15,7 +15,7 @@ pub enum StatusClass {
     NeedsPerson,
 }
 
-/// The volume states the cloud leaves by itself (seed 000 lists the 20 states).
+/// The volume states the cloud leaves by itself (NHN's Block Storage API lists the 20 states; docs/sources.md).
 pub const VOLUME_TRANSITIONAL: &[VolumeStatus] = &[
     VolumeStatus::Creating,
     VolumeStatus::Attaching,
@@ -40,7 +40,7 @@ pub fn volume_class(status: &VolumeStatus) -> StatusClass {
     }
 }
 
-/// Classifies an image state (seed 004 lists six; Glance adds a few).
+/// Classifies an image state (NHN's Image API lists six, docs/sources.md; Glance adds a few).
 pub fn image_class(status: &ImageStatus) -> StatusClass {
     use ImageStatus::*;
     match status {

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 use crate::api::Volume;
 use crate::cloud::{CloudHttp, Connector, TransportConfig};
 use crate::controller::{self, Context, Settings};
+use crate::logging::LogFormat;
 use crate::metrics::Metrics;
 use leader::LeaderElection;
 
@@ -67,12 +68,6 @@ pub struct RunArgs {
     pub leader_election_id: String,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
 fn parse_period(text: &str) -> Result<Duration, String> {
     crate::api::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 10m or 1h"))
@@ -92,25 +87,6 @@ impl RunArgs {
             ..Settings::default()
         }
     }
-}
-
-/// Sets up logging for the operator.
-pub fn init_logging(filter: &str, format: LogFormat) {
-    let levels = ["trace", "debug", "info", "warn", "error"];
-    let filter = if levels.contains(&filter) {
-        format!("{filter},kube=warn,kube_runtime=warn,kube_client=warn,tower=warn,hyper=warn")
-    } else {
-        filter.to_string()
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

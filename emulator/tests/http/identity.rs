@@ -304,7 +304,7 @@ async fn a_token_used_on_another_tenants_path_is_refused_like_cinder() {
     let env = start().await;
     let token = env.demo().await;
     let a = env.get(&token, &env.volumes(PARTNER)).await;
-    // Cinder (and seed 003's example): 400 "Malformed request url".
+    // Cinder (and Cinder's upload-to-image reference's example, docs/sources.md): 400 "Malformed request url".
     let msg = assert_cinder_fault(&a, 400, "badRequest");
     assert_eq!(msg, "Malformed request url");
     let create = env

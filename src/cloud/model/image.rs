@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{cloud_status, lenient_bool, null_as_default};
 
 cloud_status! {
-    /// Image states (seed 004, plus Glance's deactivated/uploading/importing).
+    /// Image states (NHN's Image API, docs/sources.md, plus Glance's deactivated/uploading/importing).
     ImageStatus {
         Queued => "queued",
         Saving => "saving",

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{cloud_status, lenient_bool, null_as_default};
 
 cloud_status! {
-    /// The 20 volume states of NHN's Block Storage API (seed 000).
+    /// The 20 volume states of NHN's Block Storage API (docs/sources.md).
     VolumeStatus {
         Creating => "creating",
         Available => "available",

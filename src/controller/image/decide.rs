@@ -16,7 +16,7 @@ use crate::controller::states::{StatusClass, image_class, image_reason, volume_c
 use crate::controller::{cloud_error_health, paused, ready_at_generation};
 
 /// The tag that marks an image as made for one Kubernetes object (its UID), so that an upload
-/// is never repeated for the same object (DESIGN.md §5). Glance tags are free strings; this one
+/// is never repeated for the same object (docs/design.md §5). Glance tags are free strings; this one
 /// avoids `/`, which would have to travel in a URL path.
 pub fn uid_tag(uid: &str) -> String {
     format!("{MARK_PREFIX}{uid}")
@@ -323,7 +323,7 @@ pub enum DeleteStep {
     Blocked(Health),
 }
 
-/// The deletion rules (DESIGN.md §4): never delete a protected image; once the spec sets
+/// The deletion rules (docs/design.md §4): never delete a protected image; once the spec sets
 /// `protected: false`, apply it, then delete. `shares` names the ImageShares that still share
 /// the image, with whether each is itself being deleted.
 pub fn decide_delete(
@@ -421,7 +421,7 @@ mod tests {
         }
     }
 
-    /// Every status of seed 004 (and the ones Glance adds), and one nobody lists.
+    /// Every status of NHN's Image API (docs/sources.md; and the ones Glance adds), and one nobody lists.
     const STATUS_TABLE: &[(&str, StatusClass, &str)] = &[
         ("queued", StatusClass::Transitional, "Queued"),
         ("saving", StatusClass::Transitional, "Saving"),

@@ -1,11 +1,11 @@
 //! The ImageShare rules, as pure functions from the spec, what the cloud reported and what the
 //! status recorded to the next single write. No I/O here: every rule is a row in a table test.
 //!
-//! Sharing an image takes three steps by two tenants (seed 004): the owner sets the visibility
+//! Sharing an image takes three steps by two tenants (NHN's Image API, docs/sources.md): the owner sets the visibility
 //! to `shared`, the owner adds each tenant as a member, and each member tenant accepts with its
 //! own token. A reconcile makes at most one of those writes; the status records what this object
 //! did (the members it added, the visibility it changed) before it does it, so that deleting the
-//! object undoes exactly that and nothing else (DESIGN.md §4, §5).
+//! object undoes exactly that and nothing else (docs/design.md §4, §5).
 
 use crate::api::condition_type::STALLED;
 use crate::api::{ObservedMember, ShareMember, VolumeImage};
@@ -521,7 +521,7 @@ pub fn counts(spec: &[ShareMember], cloud: &[Member]) -> (i32, i32) {
 
 // --- deletion --------------------------------------------------------------------------------
 
-/// What deleting the object does next (DESIGN.md §4: only what this object did is undone).
+/// What deleting the object does next (docs/design.md §4: only what this object did is undone).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteStep {
     /// Nothing (more) to undo: remove the finalizer. Says why.

@@ -3,7 +3,7 @@
 //! observe (the image, its members, the owner's tenant) → [`decide`] → at most one cloud write
 //! → report. What this object is about to do (add a member, change the visibility) is written
 //! to the status before the cloud call, so that a crash between the call and the status write
-//! still knows it was this object's doing (DESIGN.md §5).
+//! still knows it was this object's doing (docs/design.md §5).
 
 pub mod decide;
 

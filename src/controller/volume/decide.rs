@@ -13,7 +13,7 @@ use crate::controller::states::{StatusClass, volume_class, volume_reason};
 use crate::controller::{CloudKind, paused};
 
 /// The metadata key that marks a cloud volume as created for one Kubernetes object (its UID),
-/// so that a create whose answer was lost is adopted instead of repeated (DESIGN.md §5).
+/// so that a create whose answer was lost is adopted instead of repeated (docs/design.md §5).
 pub const UID_MARK: &str = "cloudvol.dev/uid";
 
 /// The health a status alone implies, before comparing with the spec.
@@ -267,7 +267,7 @@ pub fn create_request(volume: &VolumeObject) -> Result<CreateVolume, Health> {
     })
 }
 
-/// What to do about the cloud volume when the object is deleted (DESIGN.md §4).
+/// What to do about the cloud volume when the object is deleted (docs/design.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteStep {
     /// The volume is gone (or was never made): remove the finalizer.
@@ -407,7 +407,7 @@ mod tests {
         }
     }
 
-    /// Every status of seed 000, and one it does not list.
+    /// Every status of NHN's Block Storage API (docs/sources.md), and one it does not list.
     const STATUS_TABLE: &[(&str, StatusClass, &str)] = &[
         ("creating", StatusClass::Transitional, "Creating"),
         ("available", StatusClass::Usable, "Available"),
