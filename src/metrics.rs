@@ -50,6 +50,7 @@ pub struct Metrics {
     durations: Family<KindLabels, Histogram, fn() -> Histogram>,
     cloud_requests: Family<RequestLabels, Counter>,
     objects: Family<ReadyLabels, Gauge>,
+    panics: Family<KindLabels, Counter>,
     /// Each object's last Ready state, so the gauge counts objects, not reconciles.
     ready_states: Mutex<HashMap<(String, String), String>>,
 }
@@ -70,6 +71,7 @@ impl Metrics {
         );
         let cloud_requests = Family::<RequestLabels, Counter>::default();
         let objects = Family::<ReadyLabels, Gauge>::default();
+        let panics = Family::<KindLabels, Counter>::default();
         registry.register("reconciles", "Reconciles run, per kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -91,8 +93,14 @@ impl Metrics {
             "Objects per kind and Ready condition status",
             objects.clone(),
         );
+        registry.register(
+            "reconcile_panics",
+            "Reconciles that panicked (a bug: the object is Stalled with reason InternalError), per kind",
+            panics.clone(),
+        );
         Metrics {
             registry,
+            panics,
             reconciles,
             errors,
             durations,
@@ -117,6 +125,13 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A reconcile of `kind` panicked.
+    pub fn panicked(&self, kind: &str) {
+        self.panics
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
     }
 
     /// Records the Ready status (`True`, `False`, `Unknown`) of one object, or its removal

@@ -119,6 +119,33 @@ async fn every_example_is_accepted() {
     assert!(created >= 5);
 }
 
+/// Values at the edge of a rule (`valid/*.yaml`) are accepted: a bound that refused them would
+/// be tighter than documented.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_at_the_bounds_are_accepted() {
+    let client = support::client().await;
+    let namespace = support::namespace(&client, "bounds").await;
+    let dir = support::repo_root().join("tests/admission/valid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/admission/valid exists")
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    let mut created = 0;
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("a readable manifest");
+        for manifest in yaml_documents(&text) {
+            let name = manifest["metadata"]["name"].as_str().expect("a name");
+            let api = api_for(&client, &namespace, &manifest).await;
+            api.create(&PostParams::default(), &dynamic(&manifest, name))
+                .await
+                .unwrap_or_else(|err| panic!("{} ({name}) was refused: {err}", path.display()));
+            created += 1;
+        }
+    }
+    assert!(created >= 3, "tests/admission/valid holds the edge cases");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_manifests_are_refused_with_a_message_that_says_what_to_do() {
     let client = support::client().await;

@@ -101,44 +101,89 @@ pub mod condition_type {
 pub const PAUSED_ANNOTATION: &str = "cloudvol.dev/paused";
 
 /// Go-style duration pattern accepted by `resyncPeriod` (for example `10m`, `1h30m`, `45s`).
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// Each number has at most five digits, so that no value the pattern and [`MAX_DURATION_LEN`]
+/// admit can overflow the API server's CEL durations.
+pub const DURATION_PATTERN: &str = r"^([0-9]{1,5}(\.[0-9]{1,9})?(ms|s|m|h))+$";
 
-/// Parses a Go-style duration such as `1h30m` or `500ms`, as accepted by `resyncPeriod`.
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
+/// The longest duration text a spec may hold.
+pub const MAX_DURATION_LEN: usize = 32;
+
+/// The longest duration a spec may ask for (`resyncPeriod`): a day.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Why a duration text was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration such as 30s, 10m or 1h30m")]
+    Malformed(String),
+    #[error("{0:?} is longer than the longest allowed, 24h")]
+    TooLong(String),
+}
+
+/// Parses a Go-style duration such as `1h30m`, `1.5h` or `500ms`, as accepted by
+/// `resyncPeriod`: at most [`MAX_DURATION_LEN`] characters and at most [`MAX_DURATION`]. Never
+/// panics: the arithmetic is in integer nanoseconds, checked.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
+    let malformed = || DurationError::Malformed(text.chars().take(64).collect());
+    if text.is_empty() || text.len() > MAX_DURATION_LEN {
+        return Err(malformed());
     }
+    let max_nanos = MAX_DURATION.as_nanos();
+    let mut total: u128 = 0;
+    let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        let whole_len = rest
+            .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
+        if whole_len == 0 {
+            return Err(malformed());
         }
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, seconds) = if rest.starts_with("ms") {
-            ("ms", 0.001)
+        let whole: u128 = rest[..whole_len].parse().map_err(|_| malformed())?;
+        rest = &rest[whole_len..];
+        // Up to nine fraction digits: nanoseconds of the unit, scaled below.
+        let mut fraction: u128 = 0;
+        let mut fraction_digits = 0u32;
+        if let Some(after_dot) = rest.strip_prefix('.') {
+            let len = after_dot
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after_dot.len());
+            if len == 0 || len > 9 {
+                return Err(malformed());
+            }
+            fraction = after_dot[..len].parse().map_err(|_| malformed())?;
+            fraction_digits = len as u32;
+            rest = &after_dot[len..];
+        }
+        let (unit, nanos_per_unit): (&str, u128) = if rest.starts_with("ms") {
+            ("ms", 1_000_000)
         } else if rest.starts_with('s') {
-            ("s", 1.0)
+            ("s", 1_000_000_000)
         } else if rest.starts_with('m') {
-            ("m", 60.0)
+            ("m", 60_000_000_000)
         } else if rest.starts_with('h') {
-            ("h", 3600.0)
+            ("h", 3_600_000_000_000)
         } else {
-            return None;
+            return Err(malformed());
         };
         rest = &rest[unit.len()..];
-        total += number * seconds;
+        let segment = whole
+            .checked_mul(nanos_per_unit)
+            .and_then(|n| {
+                n.checked_add(fraction.checked_mul(nanos_per_unit)? / 10u128.pow(fraction_digits))
+            })
+            .ok_or_else(malformed)?;
+        total = total.checked_add(segment).ok_or_else(malformed)?;
+        if total > max_nanos {
+            return Err(DurationError::TooLong(text.to_string()));
+        }
     }
-    Some(std::time::Duration::from_secs_f64(total))
+    // total <= MAX_DURATION's nanoseconds, which fit in u64.
+    Ok(std::time::Duration::from_nanos(total as u64))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{DurationError, parse_duration};
     use std::time::Duration;
 
     #[test]
@@ -149,6 +194,9 @@ mod tests {
             ("45s", Some(Duration::from_secs(45))),
             ("500ms", Some(Duration::from_millis(500))),
             ("1.5h", Some(Duration::from_secs(5400))),
+            ("0.000000001s", Some(Duration::from_nanos(1))),
+            ("24h", Some(Duration::from_secs(86400))),
+            ("23h59m60s", Some(Duration::from_secs(86400))),
             ("", None),
             ("10", None),
             ("m", None),
@@ -156,7 +204,46 @@ mod tests {
             ("-1s", None),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_duration(text), want, "{text:?}");
+            assert_eq!(parse_duration(text).ok(), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn hostile_durations_are_refused_without_panicking() {
+        let long = "1s".repeat(17);
+        let cases = [
+            ("99999999999999999999h", "too long"),
+            ("24h1ms", "too long"),
+            ("86401s", "too long"),
+            ("1e400s", "malformed"),
+            ("1.s", "malformed"),
+            (".5s", "malformed"),
+            ("1.0000000001s", "malformed"),
+            ("1ss", "malformed"),
+            ("1h-1m", "malformed"),
+            ("340282366920938463463374607431768211456h", "malformed"),
+            ("NaNs", "malformed"),
+            ("infh", "malformed"),
+            (long.as_str(), "malformed"),
+        ];
+        for (text, want) in cases {
+            let got = match parse_duration(text) {
+                Ok(d) => format!("accepted {d:?}"),
+                Err(DurationError::TooLong(_)) => "too long".to_string(),
+                Err(DurationError::Malformed(_)) => "malformed".to_string(),
+            };
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_pattern_admits_nothing_the_parser_cannot_read() {
+        // Five digits per number and 32 characters: the largest admitted value is finite.
+        let largest = "99999h99999h99999h99999h99999h";
+        assert!(largest.len() <= super::MAX_DURATION_LEN);
+        assert!(matches!(
+            parse_duration(largest),
+            Err(DurationError::TooLong(_))
+        ));
     }
 }

@@ -96,9 +96,16 @@ pub struct VolumeImageSpec {
     ]))]
     pub import: Option<ImportSpec>,
     /// How often to re-read the image from the cloud when nothing is happening, as a duration
-    /// such as `10m` or `1h`. Defaults to the operator's `--resync-period`.
+    /// such as `10m` or `1h`, at most `24h`. Defaults to the operator's `--resync-period`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,5}(\.[0-9]{1,9})?(ms|s|m|h))+$"),
+        length(max = 32)
+    )]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "duration(self) <= duration('24h')",
+         "message": "resyncPeriod is at most 24h"}
+    ]))]
     pub resync_period: Option<String>,
     /// The image as it should be in the cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,7 +22,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use super::conditions::Health;
 use super::report::{Phase, Report};
 use super::secret::{self, LoadError, Loaded};
-use super::{CloudKind, Context, Error, cloud_error_health};
+use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
 use crate::api::CloudCredentialsRef;
 use crate::cloud::{BlockStorage, CloudCredentials, Image};
 
@@ -142,6 +142,11 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
         if let Some(why) = object.made_nothing() {
             return report.finalize(object.recorded(), why).await;
         }
+    }
+    if phase == Phase::Apply
+        && let Some(health) = invalid_common_spec(&object.common())
+    {
+        return report.close(object.recorded(), &health, false).await;
     }
     let namespace = object.namespace().unwrap_or_default();
     let Loaded {

@@ -227,6 +227,9 @@ pub struct Settings {
     pub resync_period: Duration,
     /// The waits while the cloud is transitional or failing.
     pub backoff: Backoff,
+    /// For tests of supervision only: the kind whose controller stops a second after it
+    /// starts, as if its watch stream had ended.
+    pub stop_controller_for_test: Option<String>,
 }
 
 impl Default for Settings {
@@ -236,6 +239,7 @@ impl Default for Settings {
             concurrency: 4,
             resync_period: Duration::from_secs(600),
             backoff: Backoff::default(),
+            stop_controller_for_test: None,
         }
     }
 }
@@ -276,7 +280,7 @@ impl Context {
         let period = object
             .common()
             .resync_period
-            .and_then(parse_duration)
+            .and_then(|text| parse_duration(text).ok())
             .unwrap_or(self.settings.resync_period)
             .max(MIN_RESYNC);
         Action::requeue(jitter(period))
@@ -330,6 +334,17 @@ pub fn cloud_error_health(doing: &str, err: &CloudError) -> Health {
     } else {
         Health::derived(State::Stalled, err.reason(), message)
     }
+}
+
+/// What is wrong with the spec fields every kind shares, if anything: values that admission
+/// refuses today but an object stored before a rule existed may still hold.
+pub fn invalid_common_spec(common: &Common<'_>) -> Option<Health> {
+    let text = common.resync_period?;
+    let err = parse_duration(text).err()?;
+    Some(Health::stalled(
+        Reason::InvalidSpec,
+        format!("spec.resyncPeriod: {err}; set it to a duration such as 10m, at most 24h"),
+    ))
 }
 
 /// The Stalled health of a `paused` object whose next step is `what` ("create the volume").

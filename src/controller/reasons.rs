@@ -40,6 +40,8 @@ reasons! {
     Paused,
     /// The object is finished with the cloud and its finalizer is being removed.
     Finalizing,
+    /// A reconcile of the object panicked: a bug in cloudvol.
+    InternalError,
     /// The credentials Secret does not exist.
     SecretNotFound,
     /// The credentials Secret has no usable clouds.yaml.

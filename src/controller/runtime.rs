@@ -5,15 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::conditions::Health;
+use super::reasons::Reason;
+use super::report::{Phase, Report};
 use super::{CloudKind, Context, Error, image, share, volume};
 
 /// Turns a failed reconcile into a requeue: a hold comes back when it said; anything else
@@ -33,31 +38,66 @@ fn error_policy<K: CloudKind>(
     }
 }
 
-/// Runs every kind's controller until `shutdown` resolves.
+/// Runs every kind's controller until `shutdown` resolves. Returns `Err` with the kind whose
+/// controller stopped although nobody asked it to: the caller must not go on as if the
+/// operator worked (the process exits, so that Kubernetes restarts it).
 pub async fn run(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + Sync + 'static,
-) {
-    futures::join!(
+) -> Result<(), String> {
+    let stop_for_test = ctx.settings.stop_controller_for_test.clone();
+    // The test hook: one kind's controller is told to stop a moment after it starts, as a
+    // controller whose stream ended would.
+    let shutdown_of = |kind: &str| {
+        let shutdown = shutdown.clone();
+        let stop_now = stop_for_test.as_deref() == Some(kind);
+        async move {
+            if stop_now {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            } else {
+                shutdown.await
+            }
+        }
+        .boxed()
+        .shared()
+    };
+    let kinds: Vec<futures::future::BoxFuture<'static, &'static str>> = vec![
         run_kind(
             ctx.clone(),
             volume::reconcile,
             volume::relations,
-            shutdown.clone()
-        ),
+            shutdown_of("Volume"),
+        )
+        .map(|()| "Volume")
+        .boxed(),
         run_kind(
             ctx.clone(),
             image::reconcile,
             image::relations,
-            shutdown.clone()
-        ),
+            shutdown_of("VolumeImage"),
+        )
+        .map(|()| "VolumeImage")
+        .boxed(),
         run_kind(
             ctx.clone(),
             share::reconcile,
             share::relations,
-            shutdown.clone()
-        ),
+            shutdown_of("ImageShare"),
+        )
+        .map(|()| "ImageShare")
+        .boxed(),
+    ];
+    let (first, _, rest) = futures::future::select_all(kinds).await;
+    let asked = shutdown.clone().now_or_never().is_some();
+    if asked {
+        futures::future::join_all(rest).await;
+        return Ok(());
+    }
+    error!(
+        kind = first,
+        "a controller stopped although nobody asked it to"
     );
+    Err(first.to_string())
 }
 
 /// Runs one kind's controller over the configured namespaces until `shutdown` resolves.
@@ -198,7 +238,15 @@ where
         }
     };
     let start = std::time::Instant::now();
-    let result = reconcile(object, ctx.clone()).await;
+    // A panic is a bug in cloudvol, not the object's fault, but it must stay the object's
+    // problem: the other objects go on.
+    let result = match AssertUnwindSafe(reconcile(object.clone(), ctx.clone()))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => report_panic(&ctx, object.as_ref(), panic_message(panic.as_ref())).await,
+    };
     let failure = match &result {
         Ok(_) | Err(Error::Hold { .. }) => None,
         Err(err) => Some(err.reason()),
@@ -206,4 +254,36 @@ where
     ctx.metrics
         .reconciled(&kind, start.elapsed(), failure.as_deref());
     result
+}
+
+/// What a panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A reconcile of `object` panicked: count it, and make it the object's `Stalled`
+/// (`InternalError`, with a Warning Event), backing off before the next try.
+async fn report_panic<K: CloudKind>(
+    ctx: &Context,
+    object: &K,
+    what: String,
+) -> Result<kube::runtime::controller::Action, Error> {
+    let kind = K::kind(&());
+    ctx.metrics.panicked(&kind);
+    error!(object = %object.key(), panic = %what, "a reconcile panicked; this is a bug in cloudvol");
+    let health = Health::stalled(
+        Reason::InternalError,
+        format!(
+            "cloudvol failed while reconciling this object ({what}). This is a bug in cloudvol, \
+             not in the object: please report it with this message and the operator's log. \
+             cloudvol tries again with backoff, and other objects are not affected"
+        ),
+    );
+    Report::new(ctx, object, Phase::Apply)
+        .close(object.recorded(), &health, false)
+        .await
 }

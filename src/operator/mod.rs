@@ -66,11 +66,15 @@ pub struct RunArgs {
         default_value = "cloudvol-leader"
     )]
     pub leader_election_id: String,
+    /// For tests of supervision only, never in production: the kind (`Volume`, `VolumeImage`,
+    /// `ImageShare`) whose controller stops a second after it starts, so that a test can see
+    /// the process report it on /healthz and exit non-zero.
+    #[arg(long, hide = true, env = "CLOUDVOL_TEST_STOP_CONTROLLER")]
+    pub test_stop_controller: Option<String>,
 }
 
 fn parse_period(text: &str) -> Result<Duration, String> {
-    crate::api::parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration such as 30s, 10m or 1h"))
+    crate::api::parse_duration(text).map_err(|err| err.to_string())
 }
 
 impl RunArgs {
@@ -84,6 +88,7 @@ impl RunArgs {
                 .collect(),
             concurrency: self.concurrency.max(1),
             resync_period: self.resync_period,
+            stop_controller_for_test: self.test_stop_controller.clone(),
             ..Settings::default()
         }
     }
@@ -98,10 +103,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let connector = Connector::new(CloudHttp::new(TransportConfig::default())?);
     connector.http().set_request_observer(metrics.clone());
-    let ready = Arc::new(AtomicBool::new(false));
+    let health = Health::default();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
-    tokio::spawn(serve_endpoints(listener, metrics.clone(), ready.clone()));
+    tokio::spawn(serve_endpoints(listener, metrics.clone(), health.clone()));
 
     // The API must answer and the CRDs must be installed before this replica is ready. With
     // per-namespace RBAC only the watched namespaces may be listed.
@@ -113,7 +118,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .list(&ListParams::default().limit(1))
         .await
         .map_err(|err| format!("cannot list Volumes: is the cloudvol CRD installed? {err}"))?;
-    ready.store(true, Ordering::SeqCst);
+    health.ready.store(true, Ordering::SeqCst);
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
@@ -148,37 +153,58 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     }
 
     let ctx = Arc::new(Context::new(client, connector, metrics, args.settings()));
-    let controllers = tokio::spawn(controller::run(ctx, shutdown.clone()));
+    let mut controllers = tokio::spawn(controller::run(ctx, shutdown.clone()));
     let lost = async {
         match &election {
             Some(election) => election.keep().await,
             None => futures::future::pending().await,
         }
     };
-    let outcome = tokio::select! {
+    // Leaving this select stops renewing the Lease: a process whose controllers are gone never
+    // keeps it.
+    let (outcome, finished) = tokio::select! {
         _ = terminate() => {
             info!("terminating: finishing reconciles in flight");
-            Ok(())
+            (Ok(()), false)
         }
         _ = lost => {
             error!("lost leadership; stopping so that only one replica writes");
-            Err("lost leadership".into())
+            (Err("lost leadership".into()), false)
+        }
+        stopped = &mut controllers => {
+            let why = match stopped {
+                Ok(Ok(())) => "the controllers stopped".to_string(),
+                Ok(Err(kind)) => format!("the {kind} controller stopped"),
+                Err(err) => format!("the controllers' task died: {err}"),
+            };
+            error!(reason = %why, "cloudvol cannot reconcile any more; exiting so that Kubernetes restarts it");
+            health.healthy.store(false, Ordering::SeqCst);
+            (Err(why.into()), true)
         }
     };
     if let Some(stop) = stop.take() {
         let _ = stop.send(());
     }
-    if tokio::time::timeout(Duration::from_secs(25), controllers)
-        .await
-        .is_err()
+    if !finished
+        && tokio::time::timeout(Duration::from_secs(25), controllers)
+            .await
+            .is_err()
     {
         warn!("reconciles did not finish within 25s");
     }
     if let Some(election) = &election {
         election.release().await;
     }
+    if finished {
+        // Long enough for a probe, or a person with curl, to see /healthz fail and why.
+        tokio::time::sleep(UNHEALTHY_LINGER).await;
+    }
     outcome
 }
+
+/// How long a process whose controllers stopped keeps answering /healthz with 503 before it
+/// exits.
+const UNHEALTHY_LINGER: Duration = Duration::from_secs(2);
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn terminate() {
@@ -200,17 +226,35 @@ async fn terminate() {
     }
 }
 
+/// What `/healthz` and `/readyz` answer.
+#[derive(Clone)]
+pub struct Health {
+    /// The API answers and the CRDs are installed: `/readyz` is 200.
+    pub ready: Arc<AtomicBool>,
+    /// No controller stopped on its own: `/healthz` is 200.
+    pub healthy: Arc<AtomicBool>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            ready: Arc::new(AtomicBool::new(false)),
+            healthy: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Endpoints {
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    health: Health,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener`.
 pub async fn serve_endpoints(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
+    health: Health,
 ) {
     let app = Router::new()
         .route(
@@ -225,18 +269,30 @@ pub async fn serve_endpoints(
                 )
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(|State(e): State<Endpoints>| async move {
+                if e.health.healthy.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "a controller stopped; exiting",
+                    )
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|State(e): State<Endpoints>| async move {
-                if e.ready.load(Ordering::SeqCst) {
+                if e.health.ready.load(Ordering::SeqCst) {
                     (StatusCode::OK, "ready")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "starting")
                 }
             }),
         )
-        .with_state(Endpoints { metrics, ready });
+        .with_state(Endpoints { metrics, health });
     if let Err(err) = axum::serve(listener, app).await {
         error!(error = %err, "the metrics and health server stopped");
     }

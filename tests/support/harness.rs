@@ -29,6 +29,10 @@ use futures::future::BoxFuture;
 
 use super::wait_for;
 
+/// The shutdown signal an in-process operator runs until.
+pub type Shutdown =
+    futures::future::Shared<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
+
 /// The demo tenant of the emulator.
 pub const DEMO_TENANT: &str = "6cdebe3eb0094910bc41f1d42ebe4cb7";
 /// The second demo tenant.
@@ -172,6 +176,38 @@ impl Harness {
 
     /// Starts the operator in-process, watching only this test's namespace.
     pub async fn start_operator(&mut self) {
+        self.start_operator_with(self.settings(), |ctx, shutdown| {
+            Box::pin(async move {
+                if let Err(kind) = cloudvol::controller::run(ctx, shutdown).await {
+                    panic!("the {kind} controller stopped on its own");
+                }
+            })
+        })
+        .await;
+    }
+
+    /// The settings of an in-process operator: this namespace only, a 30 s resync, fast
+    /// backoff. Tests that need others change these and pass them to
+    /// [`Harness::start_operator_with`].
+    pub fn settings(&self) -> Settings {
+        Settings {
+            namespaces: vec![self.namespace.clone()],
+            concurrency: 2,
+            resync_period: Duration::from_secs(30),
+            backoff: Backoff {
+                base: Duration::from_millis(100),
+                cap: Duration::from_secs(1),
+            },
+            ..Settings::default()
+        }
+    }
+
+    /// Starts `run` (the operator, or some of its controllers) in-process with `settings`
+    /// and fast transport retries.
+    pub async fn start_operator_with<F>(&mut self, settings: Settings, run: F)
+    where
+        F: FnOnce(Arc<Context>, Shutdown) -> BoxFuture<'static, ()>,
+    {
         assert!(self.operator.is_none(), "the operator is already running");
         let transport = TransportConfig {
             retry: RetryPolicy::fast(),
@@ -180,15 +216,6 @@ impl Harness {
         };
         let connector = Connector::new(CloudHttp::new(transport).expect("an HTTP client"));
         connector.http().set_request_observer(self.metrics.clone());
-        let settings = Settings {
-            namespaces: vec![self.namespace.clone()],
-            concurrency: 2,
-            resync_period: Duration::from_secs(30),
-            backoff: Backoff {
-                base: Duration::from_millis(100),
-                cap: Duration::from_secs(1),
-            },
-        };
         let ctx = Arc::new(Context::new(
             self.client.clone(),
             connector,
@@ -196,10 +223,10 @@ impl Harness {
             settings,
         ));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = futures::FutureExt::shared(Box::pin(async move {
+        let shutdown: Shutdown = futures::FutureExt::shared(Box::pin(async move {
             let _ = stopped.await;
         }));
-        let handle = tokio::spawn(cloudvol::controller::run(ctx, shutdown));
+        let handle = tokio::spawn(run(ctx, shutdown));
         self.operator = Some((handle, stop));
     }
 

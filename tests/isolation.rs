@@ -1,0 +1,81 @@
+//! Isolation (docs/design.md §10): nothing one object, tenant or cloud does stops the operator
+//! for the others. Against the real API server and the emulator, with the operator in-process.
+
+mod support;
+
+use std::sync::Arc;
+
+use cloudvol::api::Volume;
+use cloudvol::controller::{Context, run_kind, volume};
+use kube::ResourceExt;
+use serde_json::json;
+
+use support::harness::{Harness, fast_config, volume_manifest};
+
+/// A Volume reconcile that panics for the object named `boom` (a stand-in for any bug), and
+/// is the real one for every other object.
+async fn panics_on_boom(
+    object: Arc<Volume>,
+    ctx: Arc<Context>,
+) -> Result<kube::runtime::controller::Action, cloudvol::controller::Error> {
+    if object.name_any() == "boom" {
+        panic!("injected by the test");
+    }
+    volume::reconcile(object, ctx).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_one_reconcile_stalls_that_object_only() {
+    let mut h = Harness::with_emulator("iso-panic", fast_config()).await;
+    h.start_operator_with(h.settings(), |ctx, shutdown| {
+        Box::pin(run_kind(ctx, panics_on_boom, volume::relations, shutdown))
+    })
+    .await;
+    h.create::<Volume>(volume_manifest(
+        "boom",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    h.create::<Volume>(volume_manifest(
+        "data",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+
+    let boom: Volume = h
+        .wait_condition("boom", "Stalled", "True", Some("InternalError"))
+        .await;
+    let message = &boom.status.expect("a status").conditions[0].message;
+    assert!(
+        message.contains("injected by the test") && message.contains("report it"),
+        "the message names the panic and asks for a report: {message}"
+    );
+    let note = h.wait_event("boom", "InternalError").await;
+    assert!(note.contains("bug in cloudvol"), "{note}");
+    h.wait_condition::<Volume>("data", "Ready", "True", None)
+        .await;
+
+    // The controller goes on: a Volume made after the panic is served too, and the panics are
+    // counted (the backoff makes the panicking object come back more than once).
+    h.create::<Volume>(volume_manifest(
+        "after",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    h.wait_condition::<Volume>("after", "Ready", "True", None)
+        .await;
+    let panics = h
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix("cloudvol_reconcile_panics_total{kind=\"Volume\"} "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        panics >= 1,
+        "cloudvol_reconcile_panics_total counts the panic"
+    );
+}
