@@ -79,3 +79,48 @@ async fn a_panic_in_one_reconcile_stalls_that_object_only() {
         "cloudvol_reconcile_panics_total counts the panic"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_stuck_creating_past_its_deadline_stalls_and_recovers_by_itself() {
+    // The cloud never finishes by itself; the operator allows any state 2 s.
+    let config =
+        cloudvol_emulator::Config::demo().with_transitions(std::time::Duration::from_secs(3600));
+    let mut h = Harness::with_emulator("iso-deadline", config).await;
+    let settings = cloudvol::controller::Settings {
+        progress_deadline: Some(std::time::Duration::from_secs(2)),
+        ..h.settings()
+    };
+    h.start_operator_with(settings, |ctx, shutdown| {
+        Box::pin(async move {
+            cloudvol::controller::run(ctx, shutdown)
+                .await
+                .expect("the controllers run until the test ends");
+        })
+    })
+    .await;
+    h.create::<Volume>(volume_manifest("slow", "demo", json!({"resource": {"size": 1}})))
+        .await;
+    let creating: Volume = h
+        .wait_condition("slow", "Reconciling", "True", Some("Creating"))
+        .await;
+    let id = creating
+        .status
+        .and_then(|s| s.id)
+        .expect("the volume was created");
+    let stalled: Volume = h
+        .wait_condition("slow", "Stalled", "True", Some("ProgressDeadlineExceeded"))
+        .await;
+    let message = &stalled.status.expect("a status").conditions[0].message;
+    assert!(
+        message.contains(&format!("volume {id} has been creating for")),
+        "{message}"
+    );
+    // The cloud finishes after all: the object turns Ready without anyone touching it.
+    h.admin_post(
+        &format!("volumes/{id}/state"),
+        json!({"status": "available"}),
+    )
+    .await;
+    h.wait_condition::<Volume>("slow", "Ready", "True", Some("Available"))
+        .await;
+}

@@ -276,6 +276,10 @@ pub struct VolumeImageStatus {
 pub struct ObservedImage {
     /// The cloud's own status string, for example `queued`, `saving`, `active` or `killed`.
     pub status: String,
+    /// Since when cloudvol has seen the image in this status: what the progress deadline of a
+    /// transitional status counts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_since: Option<String>,
     /// Name in the cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

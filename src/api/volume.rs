@@ -235,6 +235,10 @@ pub struct VolumeStatus {
 pub struct ObservedVolume {
     /// The cloud's own status string, for example `available`, `in-use` or `error`.
     pub status: String,
+    /// Since when cloudvol has seen the volume in this status: what the progress deadline of a
+    /// transitional status counts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_since: Option<String>,
     /// Name in the cloud.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

@@ -227,6 +227,9 @@ pub struct Settings {
     pub resync_period: Duration,
     /// The waits while the cloud is transitional or failing.
     pub backoff: Backoff,
+    /// How long any transitional cloud state may last before the object is `Stalled`
+    /// (`ProgressDeadlineExceeded`); `None` keeps each state's own default.
+    pub progress_deadline: Option<Duration>,
     /// For tests of supervision only: the kind whose controller stops a second after it
     /// starts, as if its watch stream had ended.
     pub stop_controller_for_test: Option<String>,
@@ -239,6 +242,7 @@ impl Default for Settings {
             concurrency: 4,
             resync_period: Duration::from_secs(600),
             backoff: Backoff::default(),
+            progress_deadline: None,
             stop_controller_for_test: None,
         }
     }

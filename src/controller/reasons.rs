@@ -42,6 +42,8 @@ reasons! {
     Finalizing,
     /// A reconcile of the object panicked: a bug in cloudvol.
     InternalError,
+    /// The cloud resource stayed in a transitional state longer than its progress deadline.
+    ProgressDeadlineExceeded,
     /// The credentials Secret does not exist.
     SecretNotFound,
     /// The credentials Secret has no usable clouds.yaml.

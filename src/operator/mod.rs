@@ -43,6 +43,12 @@ pub struct RunArgs {
     /// `spec.resyncPeriod`.
     #[arg(long, env = "CLOUDVOL_RESYNC_PERIOD", default_value = "10m", value_parser = parse_period)]
     pub resync_period: Duration,
+    /// How long a volume or image may stay in a transitional state (creating, extending,
+    /// deleting, uploading, downloading, retyping; queued, saving) before the object is
+    /// Stalled with reason ProgressDeadlineExceeded, e.g. `30m`. Unset: 10m for creating,
+    /// extending, deleting and queued, 60m for the others.
+    #[arg(long, env = "CLOUDVOL_PROGRESS_DEADLINE", value_parser = parse_period)]
+    pub progress_deadline: Option<Duration>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "CLOUDVOL_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -88,6 +94,7 @@ impl RunArgs {
                 .collect(),
             concurrency: self.concurrency.max(1),
             resync_period: self.resync_period,
+            progress_deadline: self.progress_deadline,
             stop_controller_for_test: self.test_stop_controller.clone(),
             ..Settings::default()
         }

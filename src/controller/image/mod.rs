@@ -23,6 +23,7 @@ use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
 use crate::controller::locate::{Finder, Noun, Step, found, oldest_first};
 use crate::controller::reasons::Reason;
+use crate::controller::states::{image_deadline, past_deadline, status_since};
 use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
@@ -216,9 +217,9 @@ impl Reconcile for VolumeImage {
         };
         let decision = decide(&wanted, &image);
         let Some(write) = decision.write else {
-            return cycle
-                .close(status(&cycle, Some(&image)), &decision.health, false)
-                .await;
+            let status = status(&cycle, Some(&image));
+            let health = overdue(&cycle, &status, &image, decision.health);
+            return cycle.close(status, &health, false).await;
         };
         let ops = match &write {
             Write::Unprotect => vec![PatchOp::replace("protected", false)],
@@ -459,15 +460,45 @@ async fn shares(cycle: &Cycle<'_, VolumeImage>) -> Result<Vec<(String, bool)>, E
 fn status(cycle: &Cycle<'_, VolumeImage>, image: Option<&CloudImage>) -> VolumeImageStatus {
     let mut status = cycle.report.recorded();
     if let Some(image) = image {
+        let previous = status
+            .resource
+            .as_ref()
+            .map(|r| (r.status.as_str(), r.status_since.as_deref()));
+        let since = status_since(previous, image.status.as_str(), Timestamp::now());
         status.id = Some(image.id.clone());
-        status.resource = Some(observed(image));
+        status.resource = Some(ObservedImage {
+            status_since: Some(since),
+            ..observed(image)
+        });
     }
     status
+}
+
+/// `health`, or Stalled when `image` has been transitional past its progress deadline.
+fn overdue(
+    cycle: &Cycle<'_, VolumeImage>,
+    status: &VolumeImageStatus,
+    image: &CloudImage,
+    health: Health,
+) -> Health {
+    past_deadline(
+        health,
+        &format!("image {}", image.id),
+        image.status.as_str(),
+        status
+            .resource
+            .as_ref()
+            .and_then(|r| r.status_since.as_deref()),
+        Timestamp::now(),
+        image_deadline(&image.status),
+        cycle.ctx.settings.progress_deadline,
+    )
 }
 
 fn observed(image: &CloudImage) -> ObservedImage {
     ObservedImage {
         status: image.status.as_str().to_string(),
+        status_since: None,
         name: image.name.clone(),
         visibility: Some(image.visibility.as_str().to_string()),
         protected: Some(image.protected),

@@ -18,12 +18,14 @@ use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
 use crate::controller::locate::{Finder, Noun, Step, found, oldest_first};
 use crate::controller::reasons::Reason;
+use crate::controller::states::{past_deadline, status_since, volume_deadline};
 use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
     DeleteStep, UID_MARK, Wanted, Write, create_request, decide, decide_delete, delete_refused,
 };
+use k8s_openapi::jiff::Timestamp;
 
 impl CloudKind for Volume {
     const FINALIZER: &'static str = "cloudvol.dev/volume";
@@ -133,9 +135,9 @@ impl Reconcile for Volume {
         };
         let decision = decide(&wanted, &found);
         let Some(write) = decision.write else {
-            return cycle
-                .close(status(&cycle, Some(&found)), &decision.health, false)
-                .await;
+            let status = status(&cycle, Some(&found));
+            let health = overdue(&cycle, &status, &found, decision.health);
+            return cycle.close(status, &health, false).await;
         };
         let (result, action, done) = match &write {
             Write::Extend { new_size } => (
@@ -197,9 +199,11 @@ impl Reconcile for Volume {
                 cycle.ctx.attempts.reset(&delete_key);
                 cycle.finalize("the cloud volume is deleted").await
             }
-            DeleteStep::Wait(health) | DeleteStep::Blocked(health) => {
+            DeleteStep::Wait(health) => {
+                let health = overdue(&cycle, &status, &found, health);
                 cycle.close(status, &health, false).await
             }
+            DeleteStep::Blocked(health) => cycle.close(status, &health, false).await,
             DeleteStep::Delete => {
                 // Only deletes that the cloud failed (error_deleting) use up the retries.
                 if found.status == crate::cloud::model::VolumeStatus::ErrorDeleting {
@@ -275,16 +279,46 @@ async fn create(cycle: &Cycle<'_, Volume>, storage: &dyn BlockStorage) -> Result
 fn status(cycle: &Cycle<'_, Volume>, found: Option<&CloudVolume>) -> VolumeStatus {
     let mut status = cycle.report.recorded();
     if let Some(v) = found {
+        let previous = status
+            .resource
+            .as_ref()
+            .map(|r| (r.status.as_str(), r.status_since.as_deref()));
+        let since = status_since(previous, v.status.as_str(), Timestamp::now());
         status.id = Some(v.id.clone());
-        status.resource = Some(observed(v));
+        status.resource = Some(ObservedVolume {
+            status_since: Some(since),
+            ..observed(v)
+        });
         status.attachments = attachments(v);
     }
     status
 }
 
+/// `health`, or Stalled when `found` has been transitional past its progress deadline.
+fn overdue(
+    cycle: &Cycle<'_, Volume>,
+    status: &VolumeStatus,
+    found: &CloudVolume,
+    health: Health,
+) -> Health {
+    past_deadline(
+        health,
+        &format!("volume {}", found.id),
+        found.status.as_str(),
+        status
+            .resource
+            .as_ref()
+            .and_then(|r| r.status_since.as_deref()),
+        Timestamp::now(),
+        volume_deadline(&found.status),
+        cycle.ctx.settings.progress_deadline,
+    )
+}
+
 fn observed(v: &CloudVolume) -> ObservedVolume {
     ObservedVolume {
         status: v.status.as_str().to_string(),
+        status_since: None,
         name: v.name.clone(),
         description: v.description.clone(),
         size: Some(v.size as i64),
