@@ -631,3 +631,95 @@ fn every_metric_is_in_the_metrics_page() {
          of metrics in docs/metrics.md with its labels and meaning",
     );
 }
+
+// (e) GitOps status fixtures ------------------------------------------------------------------
+
+/// The objects in `tests/packaging/status/` stand for what cloudvol writes (tests/packaging.rs
+/// runs kstatus and the Argo CD check over them, and docs/gitops.md describes the results), so
+/// every condition reason in them must be one the operator can write: a rule's `Reason`, a
+/// cloud error's reason, or a cloud state's reason.
+#[test]
+fn every_reason_in_the_gitops_status_fixtures_is_one_the_operator_writes() {
+    use cloudvol::cloud::model::{ImageStatus, VolumeStatus};
+    use cloudvol::controller::reasons::Reason;
+    use cloudvol::controller::states;
+
+    let mut writable: BTreeSet<String> =
+        Reason::ALL.iter().map(|r| r.as_str().to_string()).collect();
+    writable.extend(cloud_error_reasons());
+    let unknown_volume = VolumeStatus::Unknown("not-a-seed-status".into());
+    writable.extend(
+        VolumeStatus::KNOWN
+            .iter()
+            .chain([&unknown_volume])
+            .map(states::volume_reason),
+    );
+    let unknown_image = ImageStatus::Unknown("not-a-seed-status".into());
+    writable.extend(
+        ImageStatus::KNOWN
+            .iter()
+            .chain([&unknown_image])
+            .map(states::image_reason),
+    );
+    for expected in [
+        "VolumeInUse",
+        "CloudUnavailable",
+        "Error",
+        "Active",
+        "UnknownStatus",
+    ] {
+        assert!(
+            writable.contains(expected),
+            "the list of writable reasons lacks {expected}; fix tests/docs.rs"
+        );
+    }
+
+    let dir = repo().join("tests/packaging/status");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", dir.display()))
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 5,
+        "tests/packaging/status/ holds only {} fixtures; fix tests/docs.rs",
+        files.len()
+    );
+    let mut unwritable = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let name = file
+            .strip_prefix(repo())
+            .unwrap_or(file)
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(file).expect("a readable fixture");
+        let object: Value =
+            serde_saphyr::from_str(&text).unwrap_or_else(|err| panic!("{name}: {err}"));
+        let conditions = object["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for condition in conditions {
+            checked += 1;
+            let reason = condition["reason"].as_str().unwrap_or_default();
+            if !writable.contains(reason) {
+                unwritable.push(format!(
+                    "{name}: condition {} has reason {reason:?}",
+                    condition["type"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} conditions found in the fixtures; fix tests/docs.rs"
+    );
+    fail_if_any(
+        &unwritable,
+        "these status fixtures use reasons the operator never writes; use a reason from \
+         src/controller/reasons.rs, CloudError::reason() in src/cloud/error.rs, or a cloud \
+         state's reason (src/controller/states.rs), as docs/api.md lists them",
+    );
+}
