@@ -98,8 +98,12 @@ async fn a_volume_stuck_creating_past_its_deadline_stalls_and_recovers_by_itself
         })
     })
     .await;
-    h.create::<Volume>(volume_manifest("slow", "demo", json!({"resource": {"size": 1}})))
-        .await;
+    h.create::<Volume>(volume_manifest(
+        "slow",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
     let creating: Volume = h
         .wait_condition("slow", "Reconciling", "True", Some("Creating"))
         .await;

@@ -199,7 +199,13 @@ mod tests {
         let waiting = || Health::reconciling(Reason::Creating, "waiting");
         let ten = Some(10 * MINUTE);
         // (what, seconds now, default, operator-wide, reason)
-        type Case = (&'static str, i64, Option<Duration>, Option<Duration>, &'static str);
+        type Case = (
+            &'static str,
+            i64,
+            Option<Duration>,
+            Option<Duration>,
+            &'static str,
+        );
         let cases: &[Case] = &[
             ("within the deadline", 599, ten, None, "Creating"),
             ("at the deadline", 600, ten, None, "Creating"),
