@@ -51,6 +51,7 @@ pub struct Metrics {
     cloud_requests: Family<RequestLabels, Counter>,
     objects: Family<ReadyLabels, Gauge>,
     panics: Family<KindLabels, Counter>,
+    deferred: Family<KindLabels, Counter>,
     /// Each object's last Ready state, so the gauge counts objects, not reconciles.
     ready_states: Mutex<HashMap<(String, String), String>>,
 }
@@ -72,6 +73,7 @@ impl Metrics {
         let cloud_requests = Family::<RequestLabels, Counter>::default();
         let objects = Family::<ReadyLabels, Gauge>::default();
         let panics = Family::<KindLabels, Counter>::default();
+        let deferred = Family::<KindLabels, Counter>::default();
         registry.register("reconciles", "Reconciles run, per kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -98,9 +100,15 @@ impl Metrics {
             "Reconciles that panicked (a bug: the object is Stalled with reason InternalError), per kind",
             panics.clone(),
         );
+        registry.register(
+            "reconciles_deferred",
+            "Reconciles put back because their cloud scope already had --cloud-concurrency in flight, per kind",
+            deferred.clone(),
+        );
         Metrics {
             registry,
             panics,
+            deferred,
             reconciles,
             errors,
             durations,
@@ -130,6 +138,13 @@ impl Metrics {
     /// A reconcile of `kind` panicked.
     pub fn panicked(&self, kind: &str) {
         self.panics
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// A reconcile of `kind` was put back: its cloud scope had no free slot.
+    pub fn deferred(&self, kind: &str) {
+        self.deferred
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }

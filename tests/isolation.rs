@@ -128,3 +128,99 @@ async fn a_volume_stuck_creating_past_its_deadline_stalls_and_recovers_by_itself
     h.wait_condition::<Volume>("slow", "Ready", "True", Some("Available"))
         .await;
 }
+
+/// Seconds from creating Volume `name` on the `demo` cloud to its `Ready`.
+async fn seconds_to_ready(h: &Harness, name: &str) -> f64 {
+    let start = std::time::Instant::now();
+    h.create::<Volume>(volume_manifest(
+        name,
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    h.wait_condition::<Volume>(name, "Ready", "True", None)
+        .await;
+    start.elapsed().as_secs_f64()
+}
+
+fn counter(h: &Harness, line: &str) -> u64 {
+    h.metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cloud_that_hangs_does_not_hold_up_another_tenant() {
+    let mut h = Harness::with_emulator("iso-fair", fast_config()).await;
+    // The operator's own defaults: 64 reconciles per kind, 8 per cloud scope.
+    let defaults = cloudvol::controller::Settings::default();
+    let settings = cloudvol::controller::Settings {
+        concurrency: defaults.concurrency,
+        cloud_concurrency: defaults.cloud_concurrency,
+        ..h.settings()
+    };
+    h.start_operator_with(settings, |ctx, shutdown| {
+        Box::pin(async move {
+            cloudvol::controller::run(ctx, shutdown)
+                .await
+                .expect("the controllers run until the test ends");
+        })
+    })
+    .await;
+    let alone = seconds_to_ready(&h, "alone").await;
+
+    // A second cloud whose every answer takes a minute, with more Volumes on it than the
+    // operator has reconcile slots.
+    let slow = cloudvol_emulator::start(fast_config(), "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the slow emulator starts");
+    let base = slow.base_url();
+    reqwest::Client::new()
+        .post(format!("{base}/_admin/faults"))
+        .json(&json!({"path": "*", "delay_ms": 60_000, "count": 100_000}))
+        .send()
+        .await
+        .expect("the slow emulator answers")
+        .error_for_status()
+        .expect("the fault is added");
+    h.put_secret(
+        "slow-cloud",
+        &format!(
+            "clouds:\n  slow:\n    auth_type: v2password\n    auth:\n      auth_url: {base}/identity/v2.0\n      tenant_id: {}\n      username: demo\n      password: demo-password\n    region_name: KR1\n",
+            support::harness::DEMO_TENANT
+        ),
+    )
+    .await;
+    let slow_objects = defaults.concurrency as usize + 16;
+    for n in 0..slow_objects {
+        let mut manifest = volume_manifest(
+            &format!("slow-{n}"),
+            "slow",
+            json!({"resource": {"size": 1}}),
+        );
+        manifest["spec"]["cloudCredentialsRef"]["secretName"] = json!("slow-cloud");
+        h.create::<Volume>(manifest).await;
+    }
+    // The slow scope is full: its other reconciles are being put back.
+    support::wait_for(
+        support::harness::DEADLINE,
+        "reconciles of the slow cloud to be deferred",
+        || async {
+            (counter(&h, "cloudvol_reconciles_deferred_total{kind=\"Volume\"} ") > 0).then_some(())
+        },
+    )
+    .await;
+
+    let beside = seconds_to_ready(&h, "beside").await;
+    println!(
+        "a healthy Volume: {alone:.1} s alone, {beside:.1} s beside {slow_objects} Volumes on a hanging cloud"
+    );
+    assert!(
+        beside < alone + 5.0,
+        "the healthy tenant waited for the slow one: {beside:.1} s against {alone:.1} s alone"
+    );
+    drop(slow);
+}

@@ -20,6 +20,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 
 use super::conditions::Health;
+use super::fairness::scope_of;
 use super::report::{Phase, Report};
 use super::secret::{self, LoadError, Loaded};
 use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
@@ -158,6 +159,19 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
         Err(LoadError::Stalled(health)) => {
             return report.close(object.recorded(), &health, false).await;
         }
+    };
+    // A fair share: a scope whose slots are all taken (a cloud that hangs, a tenant with many
+    // busy objects) puts this object back with its backoff instead of waiting in a slot.
+    let Some(_slot) = ctx.fairness.try_enter(&scope_of(&credentials)) else {
+        ctx.metrics.deferred(&K::kind(&()));
+        let after = ctx.backoff(&object.key(), None);
+        return match phase {
+            Phase::Apply => Ok(Action::requeue(after)),
+            Phase::Cleanup => Err(Error::Hold {
+                reason: "CloudScopeBusy".into(),
+                after,
+            }),
+        };
     };
     if phase == Phase::Apply && object.needs_cloud_to_delete() {
         secret::guard(&ctx.client, &secret).await?;

@@ -17,6 +17,7 @@
 //! - [`runtime`]: running the controllers.
 
 pub mod conditions;
+pub mod fairness;
 pub mod image;
 pub mod lifecycle;
 pub mod locate;
@@ -221,8 +222,12 @@ pub fn ready_at_generation<K: CloudKind>(object: &K) -> bool {
 pub struct Settings {
     /// Namespaces to watch; empty watches all.
     pub namespaces: Vec<String>,
-    /// Reconciles in flight at once, per kind and namespace.
+    /// Reconciles in flight at once, per kind (and per namespace, when `namespaces` lists
+    /// them).
     pub concurrency: u16,
+    /// Of those, at most this many per cloud scope (identity endpoint, tenant, region): see
+    /// [`fairness`].
+    pub cloud_concurrency: usize,
     /// The requeue in steady state, unless an object sets `resyncPeriod`.
     pub resync_period: Duration,
     /// The waits while the cloud is transitional or failing.
@@ -239,7 +244,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             namespaces: Vec::new(),
-            concurrency: 4,
+            concurrency: 64,
+            cloud_concurrency: 8,
             resync_period: Duration::from_secs(600),
             backoff: Backoff::default(),
             progress_deadline: None,
@@ -256,6 +262,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub attempts: Attempts,
+    pub fairness: fairness::Fairness,
 }
 
 impl Context {
@@ -274,6 +281,7 @@ impl Context {
             client,
             connector,
             metrics,
+            fairness: fairness::Fairness::new(settings.cloud_concurrency),
             settings,
             attempts: Attempts::default(),
         }

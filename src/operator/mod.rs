@@ -37,8 +37,12 @@ pub struct RunArgs {
     )]
     pub namespaces: Vec<String>,
     /// Reconciles in flight at once, per kind.
-    #[arg(long, env = "CLOUDVOL_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "CLOUDVOL_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
+    /// Of those, at most this many per cloud scope (identity endpoint, tenant or project,
+    /// region), so that one slow cloud or busy tenant cannot take every slot.
+    #[arg(long, env = "CLOUDVOL_CLOUD_CONCURRENCY", default_value_t = 8)]
+    pub cloud_concurrency: usize,
     /// How often to re-read a steady resource from the cloud, e.g. `10m`; objects may set
     /// `spec.resyncPeriod`.
     #[arg(long, env = "CLOUDVOL_RESYNC_PERIOD", default_value = "10m", value_parser = parse_period)]
@@ -93,6 +97,7 @@ impl RunArgs {
                 .cloned()
                 .collect(),
             concurrency: self.concurrency.max(1),
+            cloud_concurrency: self.cloud_concurrency.max(1),
             resync_period: self.resync_period,
             progress_deadline: self.progress_deadline,
             stop_controller_for_test: self.test_stop_controller.clone(),
