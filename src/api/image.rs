@@ -261,10 +261,15 @@ pub struct VolumeImageStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub source_volume_id: Option<String>,
-    /// When cloudvol asked the cloud to make the image, written before the request: if its
-    /// answer is lost, cloudvol finds the image the request made instead of uploading again.
+    /// When cloudvol last asked the cloud to make the image, written before the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_requested_at: Option<String>,
+    /// The name the last upload request gave the image, unique to that request (the spec's name
+    /// and `-cloudvol-` with a random suffix), written before the request: if its answer is
+    /// lost, cloudvol finds the image by this name, and only by it. cloudvol renames the image
+    /// to `spec.resource.name` once it is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_name: Option<String>,
     /// The image as the cloud last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ObservedImage>,

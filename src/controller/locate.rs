@@ -39,6 +39,10 @@ pub trait Finder: Sync {
         &'a self,
         uid: &'a str,
     ) -> impl Future<Output = Result<Vec<Self::Resource>, CloudError>> + Send + 'a;
+
+    /// Whether `resource` carries the mark of the object with this UID: what cloudvol made for
+    /// it, and so may change and delete.
+    fn carries_mark(&self, resource: &Self::Resource, uid: &str) -> bool;
 }
 
 /// What an object knows about where its cloud resource is.
@@ -106,7 +110,16 @@ pub async fn locate<F: Finder>(
             Some(found) => return Ok(Located::Found(found)),
             // An import by name follows the name: look again below.
             None if by_name.is_some() => {}
-            None => return Ok(Located::Disappeared(id.to_string())),
+            None => {
+                // Before anything is made again: a create whose answer was lost may already
+                // have made it.
+                if let Some(uid) = keys.mark
+                    && let Some(found) = finder.marked(uid).await?.into_iter().next()
+                {
+                    return Ok(Located::Found(found));
+                }
+                return Ok(Located::Disappeared(id.to_string()));
+            }
         }
     }
     if let Some(import) = keys.import {
@@ -151,9 +164,16 @@ impl<K: CloudKind> Cycle<'_, K> {
     /// Looks for the object's resource with `finder` and follows [`next_step`]'s rules; what
     /// only needs reporting is reported here.
     pub async fn locate<F: Finder>(&self, finder: &F, noun: Noun) -> Step<F::Resource> {
-        match self.find(finder, noun).await {
+        let located = match locate(finder, &Keys::of(self.object)).await {
+            Ok(located) => Ok(located),
+            Err(err) => Err(self.unreadable(noun, &err).await),
+        };
+        match located {
             Ok(located) => match next_step(located, noun, self.object.creates()) {
-                Next::Observe(found) => Step::Observe(found),
+                Next::Observe(found) => match self.foreign(finder, &found, noun) {
+                    Some(health) => Step::Closed(self.report(&health).await),
+                    None => Step::Observe(found),
+                },
                 Next::Create => Step::Create,
                 Next::Recreate(id) => Step::Recreate(id),
                 Next::Report(health) => Step::Closed(self.report(&health).await),
@@ -162,30 +182,64 @@ impl<K: CloudKind> Cycle<'_, K> {
         }
     }
 
-    /// For a deletion: the object's resource, if it is still there.
+    /// For a deletion: the object's resource, if it is still there (see
+    /// [`locate_for_delete`]). A resource the object made but that does not carry its mark is
+    /// refused: cloudvol deletes only what it made or was told to import.
     pub async fn existing<F: Finder>(
         &self,
         finder: &F,
         noun: Noun,
     ) -> Result<Option<F::Resource>, Result<Action, Error>> {
-        Ok(match self.find(finder, noun).await? {
-            Located::Found(found) => Some(found),
-            _ => None,
-        })
+        let found = match locate_for_delete(finder, &Keys::of(self.object)).await {
+            Ok(found) => found,
+            Err(err) => return Err(self.unreadable(noun, &err).await),
+        };
+        if let Some(found) = &found
+            && let Some(health) = self.foreign(finder, found, noun)
+        {
+            return Err(self.report(&health).await);
+        }
+        Ok(found)
     }
 
-    async fn find<F: Finder>(
-        &self,
-        finder: &F,
-        noun: Noun,
-    ) -> Result<Located<F::Resource>, Result<Action, Error>> {
-        match locate(finder, &Keys::of(self.object)).await {
-            Ok(located) => Ok(located),
-            Err(err) => {
-                let doing = format!("cannot read the {}", noun.one);
-                Err(self.report(&cloud_error_health(&doing, &err)).await)
-            }
-        }
+    async fn unreadable(&self, noun: Noun, err: &CloudError) -> Result<Action, Error> {
+        let doing = format!("cannot read the {}", noun.one);
+        self.report(&cloud_error_health(&doing, err)).await
+    }
+
+    /// Why `found` is not this object's to change or delete, if it is not: the object makes its
+    /// own resource, and this one does not carry its mark (`status.id` edited by hand, say).
+    fn foreign<F: Finder>(&self, finder: &F, found: &F::Resource, noun: Noun) -> Option<Health> {
+        let uid = Keys::of(self.object).mark?;
+        (!finder.carries_mark(found, uid)).then(|| {
+            Health::stalled(
+                Reason::ForeignResource,
+                format!(
+                    "{} {} in status.id does not carry this object's mark ({uid}), so cloudvol \
+                     neither changes nor deletes it; if status.id was changed by hand, put back \
+                     the id cloudvol recorded, or set deletionPolicy: Orphan to let a deletion \
+                     finish without the cloud",
+                    noun.one,
+                    F::id(found)
+                ),
+            )
+        })
+    }
+}
+
+/// For a deletion, which targets only what cloudvol recorded: the resource in `status.id`
+/// (never another one that bears the imported name now), or — when no id was recorded — the
+/// one carrying the object's mark (made by a create whose answer was lost).
+pub async fn locate_for_delete<F: Finder>(
+    finder: &F,
+    keys: &Keys<'_>,
+) -> Result<Option<F::Resource>, CloudError> {
+    if let Some(id) = keys.recorded_id {
+        return finder.show(id).await;
+    }
+    match keys.mark {
+        Some(uid) => Ok(finder.marked(uid).await?.into_iter().next()),
+        None => Ok(None),
     }
 }
 
@@ -306,6 +360,11 @@ mod tests {
                 .map(|r| r.0)
                 .collect())
         }
+        fn carries_mark(&self, resource: &&'static str, uid: &str) -> bool {
+            self.resources
+                .iter()
+                .any(|r| r.0 == *resource && r.2 == uid)
+        }
     }
 
     fn by_id(id: &str) -> ImportSpec {
@@ -356,13 +415,22 @@ mod tests {
                 Located::Found("v1"),
             ),
             (
-                "a recorded id that is gone",
+                "a recorded id that is gone, and nothing carries the mark",
+                Keys {
+                    recorded_id: Some("v9"),
+                    mark: Some("uid-2"),
+                    ..Default::default()
+                },
+                Located::Disappeared("v9".into()),
+            ),
+            (
+                "a recorded id that is gone, but a lost create's answer made another: adopted",
                 Keys {
                     recorded_id: Some("v9"),
                     mark: Some("uid-1"),
                     ..Default::default()
                 },
-                Located::Disappeared("v9".into()),
+                Located::Found("v1"),
             ),
             (
                 "by mark",
@@ -432,6 +500,48 @@ mod tests {
         ];
         for (name, keys, want) in cases {
             assert_eq!(run(&cloud, keys), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_deletion_targets_only_the_recorded_id_or_the_mark() {
+        let cloud = Cloud {
+            resources: vec![("v1", "data", "uid-1"), ("v2", "data", "")],
+            ..Default::default()
+        };
+        let import_data = by_name("data");
+        let delete = |keys: Keys<'_>| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+                .block_on(locate_for_delete(&cloud, &keys))
+                .expect("the fake cloud answers")
+        };
+        // The imported id is gone: the deletion never turns to another resource of that name.
+        let gone = Keys {
+            recorded_id: Some("v9"),
+            import: Some(&import_data),
+            ..Default::default()
+        };
+        assert_eq!(delete(gone), None);
+        let recorded = Keys {
+            recorded_id: Some("v2"),
+            import: Some(&import_data),
+            ..Default::default()
+        };
+        assert_eq!(delete(recorded), Some("v2"));
+        // Never located: an import has nothing to delete; a creator deletes what carries its mark.
+        let never_located = Keys {
+            import: Some(&import_data),
+            ..Default::default()
+        };
+        assert_eq!(delete(never_located), None);
+        for (uid, want) in [("uid-1", Some("v1")), ("uid-2", None)] {
+            let keys = Keys {
+                mark: Some(uid),
+                ..Default::default()
+            };
+            assert_eq!(delete(keys), want, "{uid}");
         }
     }
 

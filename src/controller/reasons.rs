@@ -44,6 +44,8 @@ reasons! {
     InternalError,
     /// The cloud resource stayed in a transitional state longer than its progress deadline.
     ProgressDeadlineExceeded,
+    /// The resource in `status.id` does not carry the object's mark: cloudvol does not touch it.
+    ForeignResource,
     /// The credentials Secret does not exist.
     SecretNotFound,
     /// The credentials Secret has no usable clouds.yaml.

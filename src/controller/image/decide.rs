@@ -5,8 +5,6 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use k8s_openapi::jiff::Timestamp;
-
 use crate::api::{ImageVisibility, Volume as VolumeObject, VolumeImageResource};
 use crate::cloud::CloudError;
 use crate::cloud::model::{Image, ImageStatus, PatchOp, UploadToImage, VolumeStatus};
@@ -106,6 +104,7 @@ pub fn upload_request(
     volume_id: &str,
     volume_status: &VolumeStatus,
     is_paused: bool,
+    image_name: String,
 ) -> Result<UploadToImage, Health> {
     if let Some(health) = source_volume_wait(volume_id, volume_status) {
         return Err(health);
@@ -114,7 +113,7 @@ pub fn upload_request(
         return Err(paused("make the image"));
     }
     Ok(UploadToImage {
-        image_name: resource.name.clone(),
+        image_name,
         force: resource.force,
         disk_format: Some(resource.disk_format.clone()),
         container_format: Some(resource.container_format.as_str().to_string()),
@@ -127,27 +126,23 @@ pub fn upload_request(
             }
             .to_string(),
         ),
-        // Protection comes after the mark is tagged: NHN refuses to change a protected image.
+        // Protection comes with the first patch (the final name and the mark): NHN refuses to
+        // change a protected image, so one protected at birth could never be renamed or marked.
         protected: None,
     })
 }
 
-/// Of the images named like an upload whose answer was lost, the one it made: no cloudvol
-/// mark yet, made no earlier than `not_before`; the oldest of those.
-pub fn lost_upload(named: Vec<Image>, not_before: Timestamp) -> Option<Image> {
-    let mut candidates: Vec<Image> = named
-        .into_iter()
-        .filter(|image| {
-            !image.tags.iter().any(|t| is_mark(t))
-                && image
-                    .created_at
-                    .as_deref()
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .is_some_and(|t| t >= not_before)
-        })
-        .collect();
-    candidates.sort_by(|a, b| a.created_at.cmp(&b.created_at));
-    candidates.into_iter().next()
+/// The name an upload request gives the image: the spec's name and a suffix unique to the
+/// request, so that the image the request made is found by that name alone if the answer is
+/// lost, never confused with another image of the same name (DESIGN §5). Cut to Glance's 255
+/// characters.
+pub fn upload_name(name: &str, attempt: &str) -> String {
+    let suffix = format!("-cloudvol-{attempt}");
+    let mut keep = 255usize.saturating_sub(suffix.len()).min(name.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &name[..keep])
 }
 
 /// The one cloud write a reconcile makes next on an existing image.
@@ -192,16 +187,22 @@ pub fn decide(wanted: &Wanted<'_>, image: &Image) -> Decision {
             health: observed,
         };
     }
-    let ops = patch_ops(resource, wanted.mark, image);
+    let mut ops = patch_ops(resource, wanted.mark, image);
     let protect = resource.protected.filter(|p| *p != image.protected);
     let write = if !ops.is_empty() {
         // NHN refuses to modify a protected image, except to unprotect it. With `protected:
-        // true` cloudvol lifts it and protects again after; with `false` it unprotects first
-        // for good; unset, it tries the change as is (upstream Glance allows it) and reports
-        // NHN's refusal, since it could not know to protect again.
+        // true` cloudvol lifts it, then changes and protects again in one patch; with `false`
+        // it unprotects first for good; unset, it tries the change as is (upstream Glance
+        // allows it) and reports NHN's refusal, since it could not know to protect again.
         match (image.protected, resource.protected) {
             (true, Some(true)) => Some(Write::Unprotect),
             (true, Some(false)) => Some(Write::Protect(false)),
+            (false, Some(true)) => {
+                // Protection lands with the change, so the image is never left unprotected
+                // between two writes.
+                ops.push(PatchOp::replace("protected", true));
+                Some(Write::Patch(ops))
+            }
             _ => Some(Write::Patch(ops)),
         }
     } else {
@@ -261,6 +262,7 @@ fn fields(ops: &[PatchOp]) -> String {
                 "/name" => "name",
                 "/visibility" => "visibility",
                 "/tags" => "tags",
+                "/protected" => "protection",
                 _ => "properties",
             },
         })
@@ -357,7 +359,9 @@ pub fn decide_delete(
     if is_paused {
         return DeleteStep::Blocked(paused("delete the image"));
     }
-    if image.protected {
+    // The spec's word counts as much as the cloud's: an image cloudvol itself unprotected for
+    // a change (or not protected yet) is not deleted while the spec says protected.
+    if image.protected || spec_protected == Some(true) {
         if spec_protected == Some(false) {
             return DeleteStep::Unprotect;
         }
@@ -482,17 +486,16 @@ mod tests {
                 PatchOp::replace("visibility", "shared"),
                 PatchOp::replace("tags", vec!["base".to_string(), mark.clone()]),
                 PatchOp::add("os_type", "linux"),
+                PatchOp::replace("protected", true),
             ]
         );
         assert_eq!(d.health.reason(), "Updating");
-        // Once the patch is in, protection follows.
+        // The patch protects too: once it is in, nothing is left to do.
         let mut patched = img.clone();
         patched.name = Some("golden-2".into());
         patched.visibility = Visibility::Shared;
         patched.tags = vec!["base".into(), mark.clone()];
         patched.properties.insert("os_type".into(), "linux".into());
-        let d = decide(&wanted(&r, Some(&mark)), &patched);
-        assert_eq!(d.write, Some(Write::Protect(true)));
         patched.protected = true;
         assert!(decide(&wanted(&r, Some(&mark)), &patched).health.is_ready());
     }
@@ -509,16 +512,15 @@ mod tests {
             decide(&wanted(&r, Some(&mark)), &img).write,
             Some(Write::Unprotect)
         );
+        // Lifted: the change and the protection go in one patch.
         img.protected = false;
-        assert!(matches!(
-            decide(&wanted(&r, Some(&mark)), &img).write,
-            Some(Write::Patch(_))
-        ));
+        let Some(Write::Patch(ops)) = decide(&wanted(&r, Some(&mark)), &img).write else {
+            panic!("the change comes next");
+        };
+        assert_eq!(ops.last(), Some(&PatchOp::replace("protected", true)));
         img.tags = vec!["new".into(), mark.clone()];
-        assert_eq!(
-            decide(&wanted(&r, Some(&mark)), &img).write,
-            Some(Write::Protect(true))
-        );
+        img.protected = true;
+        assert!(decide(&wanted(&r, Some(&mark)), &img).health.is_ready());
     }
 
     #[test]
@@ -623,6 +625,19 @@ mod tests {
     }
 
     #[test]
+    fn upload_names_are_unique_to_the_request_and_fit_glance() {
+        assert_eq!(
+            upload_name("golden", "1a2b3c4d5e6f"),
+            "golden-cloudvol-1a2b3c4d5e6f"
+        );
+        let long = "가".repeat(200);
+        let name = upload_name(&long, "1a2b3c4d5e6f");
+        assert!(name.len() <= 255, "{}", name.len());
+        assert!(name.ends_with("-cloudvol-1a2b3c4d5e6f"));
+        assert_ne!(upload_name("golden", "a"), upload_name("golden", "b"));
+    }
+
+    #[test]
     fn delete_table() {
         let protected = |status: &str| {
             let mut i = image(status);
@@ -668,6 +683,15 @@ mod tests {
                 vec![],
                 false,
                 "Unprotect",
+            ),
+            (
+                // Unprotected by cloudvol itself for a change, or not protected yet: the spec
+                // says protected, so it is not deleted.
+                Some(image("active")),
+                Some(true),
+                vec![],
+                false,
+                "Blocked:ImageProtected",
             ),
             (
                 Some(image("active")),

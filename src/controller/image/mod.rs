@@ -8,7 +8,7 @@ pub mod decide;
 
 use std::sync::Arc;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::Controller;
@@ -28,7 +28,7 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Wanted, Write, decide, decide_delete, lost_upload, source_from_ref, uid_tag,
+    DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, uid_tag, upload_name,
     upload_request,
 };
 
@@ -89,10 +89,6 @@ pub async fn reconcile(image: Arc<VolumeImage>, ctx: Arc<Context>) -> Result<Act
     crate::controller::lifecycle::reconcile(image, ctx).await
 }
 
-/// How far an image made from a volume may predate the object and still be the one its lost
-/// upload made: the cloud's clock and the API server's may differ.
-const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
-
 const NOUN: Noun = Noun {
     one: "image",
     many: "images",
@@ -103,30 +99,26 @@ const NOUN: Noun = Noun {
 /// images only.
 struct Images<'a> {
     client: &'a dyn Image,
-    /// The name and earliest time of an upload whose answer may have been lost.
-    upload: Option<(&'a str, Timestamp)>,
+    /// The name of the last upload request, unique to it (`status.uploadName`).
+    upload_name: Option<&'a str>,
 }
 
 impl<'a> Images<'a> {
     fn of(client: &'a dyn Image, object: &'a VolumeImage) -> Self {
-        let sent = object
-            .status
-            .as_ref()
-            .is_some_and(|s| s.upload_requested_at.is_some());
-        let upload = object.spec.resource.as_ref().filter(|_| sent).map(|r| {
-            let not_before = object
-                .meta()
-                .creation_timestamp
+        Images {
+            client,
+            upload_name: object
+                .status
                 .as_ref()
-                .map(|t| t.0 - CLOCK_SKEW)
-                .unwrap_or(Timestamp::UNIX_EPOCH);
-            (r.name.as_str(), not_before)
-        });
-        Images { client, upload }
+                .and_then(|s| s.upload_name.as_deref()),
+        }
     }
 
-    fn owned(&self, query: ImageQuery, owner: Option<String>) -> ImageQuery {
-        ImageQuery { owner, ..query }
+    async fn owned(&self, query: ImageQuery) -> Result<Vec<CloudImage>, CloudError> {
+        let owner = self.client.project_id().await?;
+        self.client
+            .list_images(&ImageQuery { owner, ..query })
+            .await
     }
 }
 
@@ -149,27 +141,30 @@ impl Finder for Images<'_> {
         self.client.list_images(&query).await
     }
 
-    /// The images tagged with the object's mark; when there are none and an upload was sent,
-    /// the mark-less image its lost answer would have named.
+    /// The images tagged with the object's mark; until the mark is on (the first patch after
+    /// the upload), the image that bears the last upload request's unique name.
     async fn marked(&self, uid: &str) -> Result<Vec<CloudImage>, CloudError> {
-        let owner = self.client.project_id().await?;
         let tagged = ImageQuery {
             tags: vec![uid_tag(uid)],
             ..Default::default()
         };
-        let marked = self
-            .client
-            .list_images(&self.owned(tagged, owner.clone()))
-            .await?;
-        let Some((name, not_before)) = self.upload.filter(|_| marked.is_empty()) else {
-            return Ok(oldest_first(marked, |i| &i.created_at));
-        };
-        let named = ImageQuery {
-            name: Some(name.to_string()),
-            ..Default::default()
-        };
-        let named = self.client.list_images(&self.owned(named, owner)).await?;
-        Ok(lost_upload(named, not_before).into_iter().collect())
+        let mut marked = self.owned(tagged).await?;
+        if marked.is_empty()
+            && let Some(name) = self.upload_name
+        {
+            let named = ImageQuery {
+                name: Some(name.to_string()),
+                ..Default::default()
+            };
+            marked = self.owned(named).await?;
+        }
+        Ok(oldest_first(marked, |i| &i.created_at))
+    }
+
+    fn carries_mark(&self, image: &CloudImage, uid: &str) -> bool {
+        let mark = uid_tag(uid);
+        image.tags.contains(&mark)
+            || (self.upload_name.is_some() && image.name.as_deref() == self.upload_name)
     }
 }
 
@@ -354,7 +349,15 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
             return cycle.report(&health).await;
         }
     };
-    let request = match upload_request(resource, &volume_id, &volume.status, object.paused()) {
+    let attempt = uuid::Uuid::new_v4().simple().to_string();
+    let name = upload_name(&resource.name, &attempt[..12]);
+    let request = match upload_request(
+        resource,
+        &volume_id,
+        &volume.status,
+        object.paused(),
+        name.clone(),
+    ) {
         Ok(request) => request,
         Err(health) => return cycle.report(&health).await,
     };
@@ -369,6 +372,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
     let mut recorded = cycle.report.recorded();
     recorded.source_volume_id = Some(volume_id.clone());
     recorded.upload_requested_at = Some(Timestamp::now().to_string());
+    recorded.upload_name = Some(name);
     cycle.report.record(recorded.clone(), &intent).await?;
 
     match storage.upload_to_image(&volume_id, &request).await {
@@ -393,6 +397,9 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
             cycle.close(recorded, &health, true).await
         }
         Err(CloudError::BadRequest { message }) => {
+            // Refused: the cloud made nothing, so there is nothing to look for.
+            recorded.upload_requested_at = None;
+            recorded.upload_name = None;
             let health = Health::stalled(
                 Reason::UploadRefused,
                 format!("the cloud refused to make the image from volume {volume_id}: {message}"),

@@ -96,6 +96,10 @@ impl Finder for Volumes<'_> {
         let marked = self.0.list_volumes_detail(&query).await?;
         Ok(oldest_first(marked, |v| &v.created_at))
     }
+
+    fn carries_mark(&self, volume: &CloudVolume, uid: &str) -> bool {
+        volume.metadata.get(UID_MARK).map(String::as_str) == Some(uid)
+    }
 }
 
 impl Reconcile for Volume {
