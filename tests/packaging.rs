@@ -146,6 +146,12 @@ fn kinds_and_names(objects: &[Value]) -> BTreeSet<String> {
 fn namespace(prefix: &str, labels: &[(&str, &str)]) -> String {
     let suffix: u32 = rand::random();
     let name = format!("{prefix}-{suffix:08x}");
+    create_namespace(&name, prefix, labels);
+    name
+}
+
+/// Creates the namespace `name`, labelled with the test that made it (`prefix`) and `labels`.
+fn create_namespace(name: &str, prefix: &str, labels: &[(&str, &str)]) {
     let mut all: BTreeMap<&str, &str> = labels.iter().copied().collect();
     all.insert("cloudvol.dev/test", prefix);
     let manifest = json!({
@@ -157,7 +163,6 @@ fn namespace(prefix: &str, labels: &[(&str, &str)]) -> String {
         &mut kubectl(&["create", "-f", "-"]),
         Some(&manifest.to_string()),
     );
-    name
 }
 
 fn temp_dir(prefix: &str) -> PathBuf {
@@ -950,6 +955,87 @@ fn helm_installs_and_uninstalls_with_namespaced_rbac() {
         None,
     );
     assert_eq!(release_objects(&release, &namespaces), BTreeSet::new());
+}
+
+#[test]
+fn namespaced_install_into_a_missing_namespace_fails_before_creating_anything() {
+    let ns = namespace("packaging-missing", &[]);
+    let team_a = namespace("packaging-missing-a", &[]);
+    let suffix = &ns[ns.len() - 8..];
+    let team_b = format!("packaging-missing-b-{suffix}");
+    let release = format!("cv-{suffix}");
+    let watch = format!("watchNamespaces={{{team_a},{team_b}}}");
+    let install = || {
+        helm_on_cluster(&[
+            "install",
+            &release,
+            CHART,
+            "--namespace",
+            &ns,
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            &watch,
+        ])
+    };
+    let namespaces = [ns.as_str(), team_a.as_str()];
+
+    // team_b does not exist: the chart says so, and helm records no release to uninstall.
+    let output = run(&mut install(), None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains(&format!("these do not exist yet: {team_b}."))
+            && stderr.contains(&format!("kubectl create namespace {team_b}")),
+        "the install should name the missing namespace and how to create it ({}):\n{stderr}",
+        output.status
+    );
+    let releases = run_ok(
+        &mut helm_on_cluster(&["list", "--namespace", &ns, "--all", "--short"]),
+        None,
+    );
+    assert!(
+        releases.trim().is_empty(),
+        "a refused install leaves no release behind: {releases}"
+    );
+    assert_eq!(release_objects(&release, &namespaces), BTreeSet::new());
+
+    // Once it exists, the same command works, with nothing to clean up first.
+    create_namespace(&team_b, "packaging-missing-b", &[]);
+    let out = run_ok(&mut install(), None);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    run_ok(
+        &mut helm_on_cluster(&["uninstall", &release, "--namespace", &ns, "--wait"]),
+        None,
+    );
+
+    // The release namespace is not checked: `--create-namespace` makes it after rendering.
+    let fresh = format!("packaging-missing-r-{suffix}");
+    let watch = format!("watchNamespaces={{{fresh},{team_a}}}");
+    let out = run_ok(
+        &mut helm_on_cluster(&[
+            "install",
+            &release,
+            CHART,
+            "--namespace",
+            &fresh,
+            "--create-namespace",
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            &watch,
+        ]),
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    run_ok(
+        &mut helm_on_cluster(&["uninstall", &release, "--namespace", &fresh, "--wait"]),
+        None,
+    );
+
+    // Without a cluster (helm template, Argo CD) the chart cannot look, and renders.
+    let watch = format!("watchNamespaces={{{team_a},packaging-missing-never-{suffix}}}");
+    render(&release, &ns, &["rbac.scope=namespaced", &watch]);
 }
 
 // --- deploy/ ------------------------------------------------------------------------------------
