@@ -330,6 +330,83 @@ fn deployment_runs_the_operator_contract() {
     );
 }
 
+/// The `value`s of the operator container's environment, by name.
+fn container_env(objects: &[Value]) -> BTreeMap<String, String> {
+    find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The text of `page` between `start` and the next `end`, from its first `start`.
+fn documented(page: &str, start: &str, end: char) -> String {
+    let text =
+        std::fs::read_to_string(repo().join(page)).unwrap_or_else(|err| panic!("{page}: {err}"));
+    let at = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{page} no longer shows `{start}...`; fix this test"))
+        + start.len();
+    let len = text[at..].find(end).expect("the example ends");
+    text[at..at + len].to_string()
+}
+
+#[test]
+fn documented_log_filter_with_commas_reaches_the_operator() {
+    // docs/install.md's form: `--set` splits at commas, so the filter's commas are escaped.
+    let value = documented("docs/install.md", "--set 'logLevel=", '\'');
+    let set = format!("logLevel={value}");
+    let objects = documents(&render("cv", "ops", &[&set]));
+    assert_eq!(
+        container_env(&objects)["CLOUDVOL_LOG_LEVEL"],
+        "cloudvol=debug,kube=info",
+        "--set '{set}'"
+    );
+
+    // Unescaped, helm reads `kube=info` as a value of its own, which the schema refuses.
+    let output = run(
+        &mut helm_cmd(&[
+            "template",
+            "cv",
+            CHART,
+            "--set",
+            "logLevel=cloudvol=debug,kube=info",
+        ]),
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("additional properties 'kube' not allowed"),
+        "{stderr}"
+    );
+
+    // A values file needs no escape.
+    let dir = temp_dir("log-filter");
+    let file = dir.join("values.yaml");
+    std::fs::write(&file, "logLevel: cloudvol=debug,kube=info\n").expect("a values file");
+    let out = run_ok(
+        &mut helm_cmd(&[
+            "template",
+            "cv",
+            CHART,
+            "-f",
+            file.to_str().expect("a UTF-8 path"),
+        ]),
+        None,
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(
+        container_env(&documents(&out))["CLOUDVOL_LOG_LEVEL"],
+        "cloudvol=debug,kube=info"
+    );
+}
+
 #[test]
 fn rbac_grants_exactly_the_operator_contract() {
     let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| json!({"apiGroups": groups, "resources": resources, "verbs": verbs});
