@@ -1147,7 +1147,7 @@ fn deploy_folder_is_the_chart_rendered() {
 }
 
 #[test]
-fn deploy_folder_applies_with_kubectl_kustomize() {
+fn deploy_folder_applies_the_documented_way_after_the_demos_crds_without_warnings() {
     // The kustomization creates its namespace; a server-side dry run cannot create the objects
     // inside a namespace that it only pretends to create, so make sure it exists.
     let output = run(
@@ -1159,9 +1159,60 @@ fn deploy_folder_applies_with_kubectl_kustomize() {
         output.status.success() || stderr.contains("AlreadyExists"),
         "{stderr}"
     );
-    let out = run_ok(
-        &mut kubectl(&["apply", "-k", "deploy/", "--dry-run=server"]),
+
+    // `make demo` installs the CRDs with `cloudvol crds | kubectl apply ...`: run its command
+    // (as a server dry run: the other tests share these CRDs, as they are).
+    let demo = std::fs::read_to_string(repo().join("hack/demo.sh")).expect("hack/demo.sh");
+    let demo_line = demo
+        .lines()
+        .find(|line| line.contains(" crds | kubectl apply "))
+        .expect("hack/demo.sh installs the CRDs with `cloudvol crds | kubectl apply ...`");
+    let demo_args: Vec<&str> = demo_line
+        .split_once("| kubectl ")
+        .expect("a kubectl command")
+        .1
+        .split_whitespace()
+        .collect();
+    let crds = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_cloudvol")).arg("crds"),
         None,
+    );
+    let mut args = demo_args.clone();
+    args.push("--dry-run=server");
+    let output = run(&mut kubectl(&args), Some(&crds));
+    assert!(
+        output.status.success(),
+        "the demo's CRD install fails: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Then deploy/, exactly as docs/install.md says, over those CRDs: no warning at all (the
+    // walkthrough's four were "missing the last-applied-configuration annotation", from a
+    // client-side apply over objects applied server-side).
+    let command = documented("docs/install.md", "<!-- deploy-command -->\n```sh\n", '\n');
+    let documented_args: Vec<&str> = command
+        .strip_prefix("kubectl ")
+        .unwrap_or_else(|| panic!("docs/install.md's deploy command is not kubectl: {command}"))
+        .split_whitespace()
+        .collect();
+    assert!(
+        documented_args.contains(&"-k") && documented_args.contains(&"deploy/"),
+        "{command}"
+    );
+    assert_eq!(
+        documented_args.contains(&"--server-side"),
+        demo_args.contains(&"--server-side"),
+        "the demo ({demo_line:?}) and docs/install.md ({command:?}) must apply the same way"
+    );
+    let mut args = documented_args.clone();
+    args.push("--dry-run=server");
+    let output = run(&mut kubectl(&args), None);
+    let out = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("Warning"),
+        "`{command}` after `make demo` ({}):\n{stderr}",
+        output.status
     );
     for expected in [
         "namespace/cloudvol-system",
@@ -1178,6 +1229,31 @@ fn deploy_folder_applies_with_kubectl_kustomize() {
     ] {
         assert!(out.contains(expected), "{expected} not applied:\n{out}");
     }
+
+    // The check can fail: kubectl warns, in a server dry run too, when a client-side apply
+    // meets an object that was applied server-side.
+    let ns = namespace("packaging-apply", &[]);
+    let config_map = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "applied", "namespace": ns},
+        "data": {"a": "b"},
+    })
+    .to_string();
+    run_ok(
+        &mut kubectl(&["apply", "--server-side", "-f", "-"]),
+        Some(&config_map),
+    );
+    let output = run(
+        &mut kubectl(&["apply", "--dry-run=server", "-f", "-"]),
+        Some(&config_map),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Warning") && stderr.contains("last-applied-configuration"),
+        "{stderr}"
+    );
+
     let namespace = documents(
         &std::fs::read_to_string(repo().join("deploy/namespace-cloudvol-system.yaml"))
             .expect("the namespace"),
