@@ -86,7 +86,7 @@ import os, re, sys
 
 rendered, out, namespace = sys.argv[1:]
 HEADER = ("# Generated from charts/cloudvol by `hack/helm.sh render-deploy`; do not edit.\n"
-          "# Install with `kubectl apply -k deploy/`.\n")
+          "# Install with `kubectl apply --server-side -k deploy/`.\n")
 # File name prefixes, in the order the kustomization lists them.
 KINDS = {"Namespace": "namespace", "CustomResourceDefinition": "crd",
          "ServiceAccount": "serviceaccount", "ClusterRole": "clusterrole",

@@ -146,6 +146,12 @@ fn kinds_and_names(objects: &[Value]) -> BTreeSet<String> {
 fn namespace(prefix: &str, labels: &[(&str, &str)]) -> String {
     let suffix: u32 = rand::random();
     let name = format!("{prefix}-{suffix:08x}");
+    create_namespace(&name, prefix, labels);
+    name
+}
+
+/// Creates the namespace `name`, labelled with the test that made it (`prefix`) and `labels`.
+fn create_namespace(name: &str, prefix: &str, labels: &[(&str, &str)]) {
     let mut all: BTreeMap<&str, &str> = labels.iter().copied().collect();
     all.insert("cloudvol.dev/test", prefix);
     let manifest = json!({
@@ -157,7 +163,6 @@ fn namespace(prefix: &str, labels: &[(&str, &str)]) -> String {
         &mut kubectl(&["create", "-f", "-"]),
         Some(&manifest.to_string()),
     );
-    name
 }
 
 fn temp_dir(prefix: &str) -> PathBuf {
@@ -322,6 +327,83 @@ fn deployment_runs_the_operator_contract() {
             .iter()
             .any(|e| e["name"] == "CLOUDVOL_NAMESPACES"),
         "{env}"
+    );
+}
+
+/// The `value`s of the operator container's environment, by name.
+fn container_env(objects: &[Value]) -> BTreeMap<String, String> {
+    find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The text of `page` between `start` and the next `end`, from its first `start`.
+fn documented(page: &str, start: &str, end: char) -> String {
+    let text =
+        std::fs::read_to_string(repo().join(page)).unwrap_or_else(|err| panic!("{page}: {err}"));
+    let at = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{page} no longer shows `{start}...`; fix this test"))
+        + start.len();
+    let len = text[at..].find(end).expect("the example ends");
+    text[at..at + len].to_string()
+}
+
+#[test]
+fn documented_log_filter_with_commas_reaches_the_operator() {
+    // docs/install.md's form: `--set` splits at commas, so the filter's commas are escaped.
+    let value = documented("docs/install.md", "--set 'logLevel=", '\'');
+    let set = format!("logLevel={value}");
+    let objects = documents(&render("cv", "ops", &[&set]));
+    assert_eq!(
+        container_env(&objects)["CLOUDVOL_LOG_LEVEL"],
+        "cloudvol=debug,kube=info",
+        "--set '{set}'"
+    );
+
+    // Unescaped, helm reads `kube=info` as a value of its own, which the schema refuses.
+    let output = run(
+        &mut helm_cmd(&[
+            "template",
+            "cv",
+            CHART,
+            "--set",
+            "logLevel=cloudvol=debug,kube=info",
+        ]),
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("additional properties 'kube' not allowed"),
+        "{stderr}"
+    );
+
+    // A values file needs no escape.
+    let dir = temp_dir("log-filter");
+    let file = dir.join("values.yaml");
+    std::fs::write(&file, "logLevel: cloudvol=debug,kube=info\n").expect("a values file");
+    let out = run_ok(
+        &mut helm_cmd(&[
+            "template",
+            "cv",
+            CHART,
+            "-f",
+            file.to_str().expect("a UTF-8 path"),
+        ]),
+        None,
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(
+        container_env(&documents(&out))["CLOUDVOL_LOG_LEVEL"],
+        "cloudvol=debug,kube=info"
     );
 }
 
@@ -952,6 +1034,87 @@ fn helm_installs_and_uninstalls_with_namespaced_rbac() {
     assert_eq!(release_objects(&release, &namespaces), BTreeSet::new());
 }
 
+#[test]
+fn namespaced_install_into_a_missing_namespace_fails_before_creating_anything() {
+    let ns = namespace("packaging-missing", &[]);
+    let team_a = namespace("packaging-missing-a", &[]);
+    let suffix = &ns[ns.len() - 8..];
+    let team_b = format!("packaging-missing-b-{suffix}");
+    let release = format!("cv-{suffix}");
+    let watch = format!("watchNamespaces={{{team_a},{team_b}}}");
+    let install = || {
+        helm_on_cluster(&[
+            "install",
+            &release,
+            CHART,
+            "--namespace",
+            &ns,
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            &watch,
+        ])
+    };
+    let namespaces = [ns.as_str(), team_a.as_str()];
+
+    // team_b does not exist: the chart says so, and helm records no release to uninstall.
+    let output = run(&mut install(), None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && stderr.contains(&format!("these do not exist yet: {team_b}."))
+            && stderr.contains(&format!("kubectl create namespace {team_b}")),
+        "the install should name the missing namespace and how to create it ({}):\n{stderr}",
+        output.status
+    );
+    let releases = run_ok(
+        &mut helm_on_cluster(&["list", "--namespace", &ns, "--all", "--short"]),
+        None,
+    );
+    assert!(
+        releases.trim().is_empty(),
+        "a refused install leaves no release behind: {releases}"
+    );
+    assert_eq!(release_objects(&release, &namespaces), BTreeSet::new());
+
+    // Once it exists, the same command works, with nothing to clean up first.
+    create_namespace(&team_b, "packaging-missing-b", &[]);
+    let out = run_ok(&mut install(), None);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    run_ok(
+        &mut helm_on_cluster(&["uninstall", &release, "--namespace", &ns, "--wait"]),
+        None,
+    );
+
+    // The release namespace is not checked: `--create-namespace` makes it after rendering.
+    let fresh = format!("packaging-missing-r-{suffix}");
+    let watch = format!("watchNamespaces={{{fresh},{team_a}}}");
+    let out = run_ok(
+        &mut helm_on_cluster(&[
+            "install",
+            &release,
+            CHART,
+            "--namespace",
+            &fresh,
+            "--create-namespace",
+            "--set",
+            "rbac.scope=namespaced",
+            "--set",
+            &watch,
+        ]),
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    run_ok(
+        &mut helm_on_cluster(&["uninstall", &release, "--namespace", &fresh, "--wait"]),
+        None,
+    );
+
+    // Without a cluster (helm template, Argo CD) the chart cannot look, and renders.
+    let watch = format!("watchNamespaces={{{team_a},packaging-missing-never-{suffix}}}");
+    render(&release, &ns, &["rbac.scope=namespaced", &watch]);
+}
+
 // --- deploy/ ------------------------------------------------------------------------------------
 
 #[test]
@@ -984,7 +1147,7 @@ fn deploy_folder_is_the_chart_rendered() {
 }
 
 #[test]
-fn deploy_folder_applies_with_kubectl_kustomize() {
+fn deploy_folder_applies_the_documented_way_after_the_demos_crds_without_warnings() {
     // The kustomization creates its namespace; a server-side dry run cannot create the objects
     // inside a namespace that it only pretends to create, so make sure it exists.
     let output = run(
@@ -996,9 +1159,60 @@ fn deploy_folder_applies_with_kubectl_kustomize() {
         output.status.success() || stderr.contains("AlreadyExists"),
         "{stderr}"
     );
-    let out = run_ok(
-        &mut kubectl(&["apply", "-k", "deploy/", "--dry-run=server"]),
+
+    // `make demo` installs the CRDs with `cloudvol crds | kubectl apply ...`: run its command
+    // (as a server dry run: the other tests share these CRDs, as they are).
+    let demo = std::fs::read_to_string(repo().join("hack/demo.sh")).expect("hack/demo.sh");
+    let demo_line = demo
+        .lines()
+        .find(|line| line.contains(" crds | kubectl apply "))
+        .expect("hack/demo.sh installs the CRDs with `cloudvol crds | kubectl apply ...`");
+    let demo_args: Vec<&str> = demo_line
+        .split_once("| kubectl ")
+        .expect("a kubectl command")
+        .1
+        .split_whitespace()
+        .collect();
+    let crds = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_cloudvol")).arg("crds"),
         None,
+    );
+    let mut args = demo_args.clone();
+    args.push("--dry-run=server");
+    let output = run(&mut kubectl(&args), Some(&crds));
+    assert!(
+        output.status.success(),
+        "the demo's CRD install fails: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Then deploy/, exactly as docs/install.md says, over those CRDs: no warning at all (the
+    // walkthrough's four were "missing the last-applied-configuration annotation", from a
+    // client-side apply over objects applied server-side).
+    let command = documented("docs/install.md", "<!-- deploy-command -->\n```sh\n", '\n');
+    let documented_args: Vec<&str> = command
+        .strip_prefix("kubectl ")
+        .unwrap_or_else(|| panic!("docs/install.md's deploy command is not kubectl: {command}"))
+        .split_whitespace()
+        .collect();
+    assert!(
+        documented_args.contains(&"-k") && documented_args.contains(&"deploy/"),
+        "{command}"
+    );
+    assert_eq!(
+        documented_args.contains(&"--server-side"),
+        demo_args.contains(&"--server-side"),
+        "the demo ({demo_line:?}) and docs/install.md ({command:?}) must apply the same way"
+    );
+    let mut args = documented_args.clone();
+    args.push("--dry-run=server");
+    let output = run(&mut kubectl(&args), None);
+    let out = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("Warning"),
+        "`{command}` after `make demo` ({}):\n{stderr}",
+        output.status
     );
     for expected in [
         "namespace/cloudvol-system",
@@ -1015,6 +1229,31 @@ fn deploy_folder_applies_with_kubectl_kustomize() {
     ] {
         assert!(out.contains(expected), "{expected} not applied:\n{out}");
     }
+
+    // The check can fail: kubectl warns, in a server dry run too, when a client-side apply
+    // meets an object that was applied server-side.
+    let ns = namespace("packaging-apply", &[]);
+    let config_map = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "applied", "namespace": ns},
+        "data": {"a": "b"},
+    })
+    .to_string();
+    run_ok(
+        &mut kubectl(&["apply", "--server-side", "-f", "-"]),
+        Some(&config_map),
+    );
+    let output = run(
+        &mut kubectl(&["apply", "--dry-run=server", "-f", "-"]),
+        Some(&config_map),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Warning") && stderr.contains("last-applied-configuration"),
+        "{stderr}"
+    );
+
     let namespace = documents(
         &std::fs::read_to_string(repo().join("deploy/namespace-cloudvol-system.yaml"))
             .expect("the namespace"),

@@ -54,6 +54,31 @@ app.kubernetes.io/part-of: cloudvol
 {{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
 {{- fail "watchNamespaces lists a namespace twice" }}
 {{- end }}
+{{- include "cloudvol.validateNamespacesExist" . }}
+{{- end }}
+
+{{/*
+With rbac.scope=namespaced, the Roles go into the watched namespaces: refuse, before anything
+is created, an install whose namespaces do not exist (else helm leaves a failed release that
+must be uninstalled before a retry). The release namespace is left out: helm makes it with
+--create-namespace, or refuses by itself. `lookup` answers nothing when helm renders without a
+cluster (helm template, --dry-run, Argo CD), so a namespace counts as missing only when the
+cluster answers for its own namespace "default", which always exists.
+*/}}
+{{- define "cloudvol.validateNamespacesExist" -}}
+{{- if and .Values.rbac.create (eq .Values.rbac.scope "namespaced") }}
+{{- $missing := list }}
+{{- range $namespace := .Values.watchNamespaces }}
+{{- if and (ne $namespace $.Release.Namespace) (not (lookup "v1" "Namespace" "" $namespace)) }}
+{{- $missing = append $missing $namespace }}
+{{- end }}
+{{- end }}
+{{- if and $missing (lookup "v1" "Namespace" "" "default") }}
+{{- $create := list }}
+{{- range $missing }}{{ $create = append $create (printf "kubectl create namespace %s" .) }}{{ end }}
+{{- fail (printf "rbac.scope=namespaced puts a Role and RoleBinding in each namespace of watchNamespaces, and these do not exist yet: %s. Helm changed nothing: create them first (%s), then run helm again" (join ", " $missing) (join "; " $create)) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
