@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::connector::Connector;
 use super::credentials::{Auth, CloudCredentials};
 use super::error::CloudError;
 use super::model::{ImageQuery, VolumeQuery};
-use super::session::Connector;
 use super::transport::{CloudHttp, Service, TransportConfig};
 
 #[derive(Debug, Clone, clap::Args)]

@@ -33,6 +33,7 @@
 mod auth;
 pub mod check;
 mod cinder;
+mod connector;
 pub mod credentials;
 pub mod error;
 mod glance;
@@ -43,10 +44,10 @@ mod service;
 mod session;
 pub mod transport;
 
+pub use connector::Connector;
 pub use credentials::CloudCredentials;
 pub use error::CloudError;
 pub use service::{BlockStorage, CloudFuture, Image};
-pub use session::Connector;
 pub use transport::{
     CloudHttp, RateLimit, RequestObserver, RequestRecord, RetryPolicy, Service, TransportConfig,
 };
