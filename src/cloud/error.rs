@@ -316,7 +316,7 @@ fn text_field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -
 /// body text, drop the title, which repeats the status line.
 fn html_to_text(html: &str) -> String {
     let body = match (html.find("<body"), html.rfind("</body>")) {
-        (Some(start), Some(end)) if start < end => &html[start..end],
+        (Some(start), Some(end)) => html.get(start..end).unwrap_or(html),
         _ => html,
     };
     let mut out = String::with_capacity(body.len());
@@ -373,22 +373,40 @@ fn truncate(text: &str) -> String {
     out
 }
 
-/// Parses a `Retry-After` value: delay seconds (integer or decimal) or an
-/// HTTP date. A date in the past means "now".
+/// The longest wait a `Retry-After` is believed for (10 minutes): a cloud
+/// that asks for longer, in seconds or with a far-future date, gets this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Parses a `Retry-After` value: delay seconds (integer or decimal, cut to
+/// [`MAX_RETRY_AFTER`], however many digits) or an HTTP date (a date in the
+/// past means "now", a far-future one is cut to [`MAX_RETRY_AFTER`]).
+/// Negative, infinite, not-a-number and unreadable values are refused
+/// (`None`): the caller then backs off on its own.
 pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = value.trim();
     if value.is_empty() {
         return None;
     }
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a very long time".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        let capped = secs.min(MAX_RETRY_AFTER.as_secs_f64());
+        return Some(Duration::try_from_secs_f64(capped).unwrap_or(MAX_RETRY_AFTER));
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = date.with_timezone(&chrono::Utc) - now;
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let delta = date.with_timezone(&chrono::Utc).signed_duration_since(now);
+    Some(
+        delta
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 #[cfg(test)]
@@ -575,6 +593,67 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-3", now), None);
         assert_eq!(parse_retry_after("", now), None);
+    }
+
+    #[test]
+    fn hostile_retry_after_values_are_cut_or_refused_never_a_panic() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        for huge in [
+            "601",
+            "86400",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999999",
+            "1e300",
+            "1.7976931348623157e308",
+            "600.0001",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Wed, 21 Oct 2015 07:37:01 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
+        }
+        for refused in [
+            "-1",
+            "-0.5",
+            "-99999999999999999999999",
+            "inf",
+            "-inf",
+            "infinity",
+            "NaN",
+            "1e400",
+            "12s",
+            "0x10",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+            "Wed, 21 Oct 2015 25:28:00 GMT",
+            "yesterday",
+            "\u{0}",
+            " , ",
+        ] {
+            assert_eq!(parse_retry_after(refused, now), None, "{refused}");
+        }
+        assert_eq!(
+            parse_retry_after("0.000000001", now),
+            Some(Duration::from_nanos(1))
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 01 Jan 0001 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        // Every answer stays within the documented maximum.
+        for value in ["600", "599.999", "Wed, 21 Oct 2015 07:37:00 GMT"] {
+            let wait = parse_retry_after(value, now).unwrap();
+            assert!(wait <= MAX_RETRY_AFTER, "{value}: {wait:?}");
+        }
     }
 
     #[test]

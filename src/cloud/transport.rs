@@ -84,9 +84,15 @@ impl RetryPolicy {
             .saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)));
         let cap = exp.min(self.max_backoff);
         let half = cap / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        (half + Duration::from_millis(jitter)).min(self.max_backoff)
+        let jitter = rand::rng().random_range(0..=millis(half).max(1));
+        half.saturating_add(Duration::from_millis(jitter))
+            .min(self.max_backoff)
     }
+}
+
+/// Whole milliseconds, saturating (for logs and jitter).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Requests per second allowed to each host, with a burst.
@@ -104,6 +110,29 @@ impl Default for RateLimit {
         }
     }
 }
+
+impl RateLimit {
+    /// The limit as the bucket uses it: a rate between one request per
+    /// 1000 s and a million per second, a burst of at least one, and the
+    /// default for values that are not numbers.
+    fn sane(&self) -> (f64, f64) {
+        let default = RateLimit::default();
+        let per_second = if self.per_second.is_nan() {
+            default.per_second
+        } else {
+            self.per_second.clamp(0.001, 1e6)
+        };
+        let burst = if self.burst.is_nan() {
+            default.burst
+        } else {
+            self.burst.clamp(1.0, 1e6)
+        };
+        (per_second, burst)
+    }
+}
+
+/// The largest answer read (32 MiB): a larger one is refused, not buffered.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
@@ -357,15 +386,16 @@ impl CloudHttp {
         let Some(limit) = &self.inner.config.rate_limit else {
             return;
         };
+        let (per_second, burst) = limit.sane();
         let wait = {
             let mut buckets = self.inner.buckets.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let bucket = buckets.entry(host.to_string()).or_insert(Bucket {
-                tokens: limit.burst,
+                tokens: burst,
                 last: now,
             });
-            let refill = now.duration_since(bucket.last).as_secs_f64() * limit.per_second;
-            bucket.tokens = (bucket.tokens + refill).min(limit.burst);
+            let refill = now.duration_since(bucket.last).as_secs_f64() * per_second;
+            bucket.tokens = (bucket.tokens + refill).min(burst);
             bucket.last = now;
             // Taking a token we do not have yet reserves the next one: the
             // wait is how long the bucket needs to refill to zero.
@@ -373,11 +403,13 @@ impl CloudHttp {
             if bucket.tokens >= 0.0 {
                 Duration::ZERO
             } else {
-                Duration::from_secs_f64(-bucket.tokens / limit.per_second.max(f64::MIN_POSITIVE))
+                // Finite: the rate is at least 0.001/s and the deficit is
+                // one token per waiting request.
+                Duration::try_from_secs_f64(-bucket.tokens / per_second).unwrap_or(Duration::MAX)
             }
         };
         if !wait.is_zero() {
-            tracing::debug!(host, wait_ms = wait.as_millis() as u64, "rate limit");
+            tracing::debug!(host, wait_ms = millis(wait), "rate limit");
             tokio::time::sleep(wait).await;
         }
     }
@@ -432,22 +464,23 @@ impl CloudHttp {
             }
             let started = Instant::now();
             let outcome = match builder.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    match resp.bytes().await {
-                        Ok(body) => Ok(HttpResponse {
-                            status,
-                            headers,
-                            body: body.to_vec(),
-                        }),
-                        Err(e) => Err(e),
-                    }
-                }
+                Ok(resp) => read_answer(resp).await,
                 Err(e) => Err(e),
             };
             let elapsed = started.elapsed();
             let last = attempt >= max_attempts;
+            let outcome = match outcome {
+                Ok(Answer::TooLarge { status }) => {
+                    self.observe(req, Some(status.as_u16()), attempt, elapsed);
+                    return Err(CloudError::decode(format!(
+                        "the answer (HTTP {}) is larger than {} MiB; not read",
+                        status.as_u16(),
+                        MAX_ANSWER_BYTES / (1024 * 1024)
+                    )));
+                }
+                Ok(Answer::Read(resp)) => Ok(resp),
+                Err(e) => Err(e),
+            };
             match outcome {
                 Ok(resp) => {
                     self.observe(req, Some(resp.status.as_u16()), attempt, elapsed);
@@ -482,7 +515,7 @@ impl CloudHttp {
                         url = %req.url,
                         status = resp.status.as_u16(),
                         attempt,
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = millis(wait),
                         "retrying"
                     );
                     tokio::time::sleep(wait).await;
@@ -510,7 +543,7 @@ impl CloudHttp {
                         url = %req.url,
                         error = %e,
                         attempt,
-                        wait_ms = wait.as_millis() as u64,
+                        wait_ms = millis(wait),
                         "retrying after a transport error"
                     );
                     tokio::time::sleep(wait).await;
@@ -518,6 +551,37 @@ impl CloudHttp {
             }
         }
     }
+}
+
+enum Answer {
+    Read(HttpResponse),
+    TooLarge { status: StatusCode },
+}
+
+/// Reads an answer's body, refusing one larger than [`MAX_ANSWER_BYTES`]
+/// (by its `Content-Length`, or while reading it).
+async fn read_answer(mut resp: reqwest::Response) -> Result<Answer, reqwest::Error> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let declared = resp
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    if declared > MAX_ANSWER_BYTES {
+        return Ok(Answer::TooLarge { status });
+    }
+    let mut body = Vec::with_capacity(declared);
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len().saturating_add(chunk.len()) > MAX_ANSWER_BYTES {
+            return Ok(Answer::TooLarge { status });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer::Read(HttpResponse {
+        status,
+        headers,
+        body,
+    }))
 }
 
 #[cfg(test)]
@@ -622,5 +686,27 @@ n3YATNZNA8oBJvAzleb41A==
         let before = Instant::now();
         http.acquire("b").await;
         assert!(before.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_nonsense_rate_limit_neither_panics_nor_stops_requests() {
+        for (per_second, burst) in [
+            (0.0, 0.0),
+            (-5.0, -1.0),
+            (f64::NAN, f64::NAN),
+            (f64::INFINITY, f64::INFINITY),
+            (f64::MIN_POSITIVE, 1.0),
+        ] {
+            let http = CloudHttp::new(TransportConfig {
+                rate_limit: Some(RateLimit { per_second, burst }),
+                ..Default::default()
+            })
+            .unwrap();
+            let start = Instant::now();
+            http.acquire("a").await;
+            http.acquire("a").await;
+            // At worst one request per 1000 s: a wait, never a hang forever.
+            assert!(start.elapsed() <= Duration::from_secs(1001), "{per_second}");
+        }
     }
 }
