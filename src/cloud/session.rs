@@ -216,6 +216,7 @@ impl Session {
                             "SCP refused the signed request (check access_key, secret_key and account_id): {}",
                             resp.error().message()
                         ),
+                        retry_after: None,
                     });
                 }
                 success(resp)

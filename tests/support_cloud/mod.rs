@@ -2,6 +2,9 @@
 //! demo tenants' credentials in every auth type, and the emulator's admin API.
 #![allow(dead_code)]
 
+pub mod scripted;
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -112,6 +112,7 @@ pub(crate) fn login_error(resp: &HttpResponse) -> CloudError {
     match resp.error() {
         CloudError::Unauthorized { message } => CloudError::InvalidCredentials {
             message: format!("the identity service answered 401: {message}"),
+            retry_after: None,
         },
         other => other,
     }
