@@ -459,7 +459,7 @@ async fn a_tight_rate_limit_reports_its_waits_per_host() {
         bs.list_volumes(&VolumeQuery::default()).await.unwrap();
     }
     // 5 requests (a login and 4 lists) through a bucket of one at 20/s.
-    let waits = waits.0.lock().unwrap();
+    let waits = waits.0.lock().unwrap().clone();
     assert!(waits.len() >= 3, "{waits:?}");
     assert!(
         waits.iter().all(|(host, _)| host == "127.0.0.1"),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::auth::TokenSlot;
+use super::auth::backoff::{Clock, LoginBackoff, LoginGate};
 use super::cinder::Cinder;
 use super::credentials::{Auth, CloudCredentials};
 use super::error::CloudError;
@@ -22,15 +23,43 @@ pub struct Connector {
     http: CloudHttp,
     tokens: Mutex<HashMap<String, Arc<TokenSlot>>>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Refused credentials, shared by every session (see `auth::backoff`).
+    gate: Arc<LoginGate>,
 }
 
 impl Connector {
+    /// A connector with the default login backoff (5 s doubling to 10 min).
     pub fn new(http: CloudHttp) -> Self {
         Connector {
             http,
             tokens: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            gate: Arc::new(LoginGate::system(LoginBackoff::default())),
         }
+    }
+
+    /// Replaces the backoff of refused credentials. Call it before handing
+    /// out clients: refusals remembered so far are forgotten.
+    pub fn with_login_backoff(self, backoff: LoginBackoff) -> Self {
+        let clock = self.gate.clock().clone();
+        self.with_gate(LoginGate::new(backoff, clock))
+    }
+
+    /// Replaces the clock of the login backoff (tests move time by hand).
+    /// Call it before handing out clients.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        let backoff = self.gate.backoff().clone();
+        self.with_gate(LoginGate::new(backoff, clock))
+    }
+
+    fn with_gate(mut self, gate: LoginGate) -> Self {
+        self.gate = Arc::new(gate);
+        // Sessions hold the gate they were opened with.
+        self.sessions
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self
     }
 
     pub fn http(&self) -> &CloudHttp {
@@ -63,6 +92,7 @@ impl Connector {
             client,
             creds.clone(),
             tokens,
+            self.gate.clone(),
         ));
         sessions.insert(key, session.clone());
         Ok(session)

@@ -44,10 +44,12 @@ mod service;
 mod session;
 pub mod transport;
 
+pub use auth::backoff::{Clock, LoginBackoff};
 pub use connector::Connector;
 pub use credentials::CloudCredentials;
 pub use error::CloudError;
 pub use service::{BlockStorage, CloudFuture, Image};
 pub use transport::{
     CloudHttp, RateLimit, RequestObserver, RequestRecord, RetryPolicy, Service, TransportConfig,
+    WriteFence,
 };

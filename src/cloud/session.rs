@@ -10,6 +10,7 @@ use std::sync::Arc;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
+use super::auth::backoff::{CredentialsKey, LoginGate};
 use super::auth::{self, Token, TokenSlot, scp};
 use super::credentials::{Auth, CloudCredentials};
 use super::error::CloudError;
@@ -88,6 +89,9 @@ pub(crate) struct Session {
     creds: CloudCredentials,
     /// `None` for SCP, which signs instead.
     tokens: Option<Arc<TokenSlot>>,
+    /// Refused credentials wait here before they are tried again.
+    gate: Arc<LoginGate>,
+    gate_key: CredentialsKey,
 }
 
 impl Session {
@@ -96,12 +100,16 @@ impl Session {
         client: reqwest::Client,
         creds: CloudCredentials,
         tokens: Option<Arc<TokenSlot>>,
+        gate: Arc<LoginGate>,
     ) -> Self {
+        let gate_key = CredentialsKey::of(&creds);
         Session {
             http,
             client,
             creds,
             tokens,
+            gate,
+            gate_key,
         }
     }
 
@@ -124,8 +132,20 @@ impl Session {
         let slot = self.tokens.as_ref().ok_or_else(|| {
             CloudError::unsupported("SCP credentials sign each request; there is no token")
         })?;
-        slot.get(|| auth::login(&self.http, &self.client, &self.creds.auth))
-            .await
+        // Inside the slot's lock: callers queued behind a refused login
+        // find the refusal and fail without a request.
+        slot.get(|| async {
+            let attempt = self.gate.admit(&self.gate_key)?;
+            match auth::login(&self.http, &self.client, &self.creds.auth).await {
+                Ok(answer) => {
+                    attempt.accepted();
+                    Ok(answer)
+                }
+                Err(err @ CloudError::InvalidCredentials { .. }) => Err(attempt.refused(err)),
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 
     /// The base URL of `service`, without a trailing slash.
@@ -197,6 +217,7 @@ impl Session {
             Auth::Scp(scp_auth) => {
                 let url = build_url(&self.static_endpoint(req.service)?, &req.path, &req.query)?;
                 let http_req = self.http_request(&req, url, None)?;
+                let attempt = self.gate.admit(&self.gate_key)?;
                 let sign = |method: &Method, url: &Url| {
                     scp::signed_headers(
                         scp_auth,
@@ -211,14 +232,16 @@ impl Session {
                     .await?;
                 log_answer(&req, &resp);
                 if resp.status == StatusCode::UNAUTHORIZED {
-                    return Err(CloudError::InvalidCredentials {
+                    return Err(attempt.refused(CloudError::InvalidCredentials {
                         message: format!(
                             "SCP refused the signed request (check access_key, secret_key and account_id): {}",
                             resp.error().message()
                         ),
                         retry_after: None,
-                    });
+                    }));
                 }
+                // Any other answer means the signature was accepted.
+                attempt.accepted();
                 success(resp)
             }
             _ => {

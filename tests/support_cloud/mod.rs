@@ -182,6 +182,22 @@ impl Cloud {
     }
 }
 
+/// A clock for the login backoff that moves only when the test says:
+/// `advance.fetch_add(ms, SeqCst)`.
+pub fn manual_clock() -> (
+    cloudvol::cloud::Clock,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let start = tokio::time::Instant::now();
+    let offset = Arc::new(AtomicU64::new(0));
+    let at = offset.clone();
+    let clock: cloudvol::cloud::Clock =
+        Arc::new(move || start + Duration::from_millis(at.load(Ordering::SeqCst)));
+    (clock, offset)
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

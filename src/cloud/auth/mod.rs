@@ -1,6 +1,8 @@
 //! Authentication: token logins (NHN Keystone v2.0, Keystone v3), the token
-//! cache with early refresh and single-flight, and SCP request signing.
+//! cache with early refresh and single-flight, the backoff of refused
+//! credentials, and SCP request signing.
 
+pub(crate) mod backoff;
 pub(crate) mod catalog;
 pub(crate) mod keystone_v3;
 pub(crate) mod nhn_v2;
@@ -107,11 +109,17 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-/// An identity service's refusal: 401 means the credentials are wrong.
+/// An identity service's refusal: 401 means the credentials are wrong, 403
+/// that they may not have a token for that project (a disabled user, no
+/// role in the project). Both need a person.
 pub(crate) fn login_error(resp: &HttpResponse) -> CloudError {
     match resp.error() {
         CloudError::Unauthorized { message } => CloudError::InvalidCredentials {
             message: format!("the identity service answered 401: {message}"),
+            retry_after: None,
+        },
+        CloudError::Forbidden { message } => CloudError::InvalidCredentials {
+            message: format!("the identity service answered 403: {message}"),
             retry_after: None,
         },
         other => other,
