@@ -182,3 +182,18 @@ pub fn v3_token(req: &Recorded) -> Reply {
     )
     .header("x-subject-token", "scripted-v3-token")
 }
+
+/// The answer to a token request (v2.0 with a day-long token, or v3), if
+/// `req` is one.
+pub fn identity(req: &Recorded) -> Option<Reply> {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("POST", "/identity/v2.0/tokens") => Some(nhn_token(req, None, "2999-01-01T00:00:00Z")),
+        ("POST", "/identity/v3/auth/tokens") => Some(v3_token(req)),
+        _ => None,
+    }
+}
+
+/// Connects to a scripted cloud's `name` (`nhn` or `v3`).
+pub fn creds(cloud: &Scripted, name: &str) -> cloudvol::cloud::CloudCredentials {
+    super::creds(&clouds_yaml(&cloud.base), name)
+}
