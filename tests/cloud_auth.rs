@@ -483,3 +483,34 @@ async fn a_refused_scp_signature_backs_off_too() {
         .unwrap();
     assert_eq!(cloud.count("GET /scp/v1/images").await, 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_token_expiries_neither_panic_nor_make_every_call_log_in() {
+    use support_cloud::scripted::{self, Reply};
+    for (issued, expires) in [
+        (None, "9999-12-31T23:59:59.999999Z"),
+        (Some("2024-01-01T00:00:00Z"), "262143-12-31T23:59:59Z"),
+        (None, "not a time"),
+        (None, ""),
+        (None, "1970-01-01T00:00:00Z"),
+        (Some("2030-01-01T00:00:00Z"), "2029-01-01T00:00:00Z"),
+        (Some("garbage"), "2999-01-01T00:00:00"),
+    ] {
+        let cloud = scripted::serve(move |req| {
+            if req.path == "/identity/v2.0/tokens" {
+                return scripted::nhn_token(req, issued, expires);
+            }
+            Reply::json(200, json!({"volumes": []}))
+        })
+        .await;
+        let bs = support_cloud::connector()
+            .block_storage(&scripted::creds(&cloud, "nhn"))
+            .unwrap();
+        for _ in 0..3 {
+            bs.list_volumes(&VolumeQuery::default())
+                .await
+                .unwrap_or_else(|e| panic!("{expires}: {e}"));
+        }
+        assert_eq!(cloud.count("POST", "/tokens"), 1, "{issued:?} {expires}");
+    }
+}

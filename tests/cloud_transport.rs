@@ -579,3 +579,93 @@ async fn a_name_that_does_not_resolve_is_host_not_found() {
         .await
         .unwrap();
 }
+
+use support_cloud::scripted::{self, Reply};
+
+/// A scripted cloud whose volume list answers `first` once, then 200.
+async fn list_answering_once(
+    first: impl Fn() -> Reply + Send + Sync + 'static,
+) -> scripted::Scripted {
+    let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    scripted::serve(move |req| {
+        if let Some(reply) = scripted::identity(req) {
+            return reply;
+        }
+        if !served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return first();
+        }
+        Reply::json(200, json!({"volumes": []}))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_retry_after_values_are_cut_to_ten_minutes_or_ignored() {
+    for huge in [
+        "99999999999999999999999999",
+        "1e300",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        let cloud = list_answering_once(move || {
+            Reply::json(
+                503,
+                json!({"serviceUnavailable": {"code": 503, "message": "busy"}}),
+            )
+            .header("retry-after", huge)
+        })
+        .await;
+        let started = Instant::now();
+        let err = support_cloud::connector()
+            .block_storage(&scripted::creds(&cloud, "nhn"))
+            .unwrap()
+            .list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{huge}: not slept"
+        );
+        assert_eq!(
+            err.retry_after(),
+            Some(cloudvol::cloud::error::MAX_RETRY_AFTER),
+            "{huge}: {err:?}"
+        );
+        assert_eq!(
+            cloudvol::cloud::error::MAX_RETRY_AFTER,
+            Duration::from_secs(600)
+        );
+    }
+    // Refused values: the transport backs off on its own and retries.
+    for refused in ["-5", "NaN", "soon", "Mon, 99 Foo 2015 99:99:99 GMT"] {
+        let cloud = list_answering_once(move || {
+            Reply::json(429, json!({"overLimit": {"code": 429, "message": "slow"}}))
+                .header("retry-after", refused)
+        })
+        .await;
+        support_cloud::connector()
+            .block_storage(&scripted::creds(&cloud, "nhn"))
+            .unwrap()
+            .list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap_or_else(|e| panic!("{refused}: {e}"));
+        assert_eq!(cloud.count("GET", "/volumes"), 2, "{refused}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_larger_than_the_limit_is_refused_not_read() {
+    let cloud = list_answering_once(|| Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: vec![b' '; cloudvol::cloud::transport::MAX_ANSWER_BYTES + 1],
+    })
+    .await;
+    let err = support_cloud::connector()
+        .block_storage(&scripted::creds(&cloud, "nhn"))
+        .unwrap()
+        .list_volumes(&VolumeQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "CloudProtocolError", "{err:?}");
+    assert!(err.message().contains("larger than 32 MiB"), "{err}");
+}
