@@ -76,9 +76,8 @@ pub async fn check(
         let _ = writeln!(out, "{line}");
     };
     say(format!(
-        "cloud:       {} (auth_type {}, region {}, interface {}{})",
+        "cloud:       {} (region {}, interface {}{})",
         creds.cloud_name,
-        creds.auth.auth_type(),
         creds.region_name.as_deref().unwrap_or("(any)"),
         creds.interface.as_str(),
         if creds.verify {
@@ -86,6 +85,10 @@ pub async fn check(
         } else {
             ", TLS verification OFF"
         }
+    ));
+    say(format!(
+        "auth:        auth_type {}",
+        creds.auth_type_description()
     ));
     let session = connector.session(creds)?;
     match &creds.auth {

@@ -117,6 +117,9 @@ pub struct CloudCredentials {
     /// `verify: false` turns off TLS certificate checks (logged as a warning).
     pub verify: bool,
     pub cacert: Option<CaBundle>,
+    /// `auth_type` exactly as the file wrote it (`None` when absent and
+    /// inferred); [`CloudCredentials::auth`] holds what it was read as.
+    pub auth_type_as_written: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,13 +131,23 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// The `auth_type` this reads as.
+    /// The `auth_type` this reads as (normalised: `password` is `v3password`).
     pub fn auth_type(&self) -> &'static str {
         match self {
             Auth::NhnV2(_) => "v2password",
             Auth::KeystonePassword(_) => "v3password",
             Auth::KeystoneApplicationCredential(_) => "v3applicationcredential",
             Auth::Scp(_) => "scp",
+        }
+    }
+
+    /// What the auth type means, for people.
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            Auth::NhnV2(_) => "Keystone v2.0 password, NHN Cloud",
+            Auth::KeystonePassword(_) => "Keystone v3 password",
+            Auth::KeystoneApplicationCredential(_) => "Keystone v3 application credential",
+            Auth::Scp(_) => "Samsung Cloud Platform signed requests",
         }
     }
 }
@@ -221,6 +234,21 @@ impl CloudCredentials {
             .as_object()
             .ok_or_else(|| CloudError::config(format!("cloud `{cloud_name}` must be a mapping")))?;
         parse_cloud(cloud_name, cloud, cacert)
+    }
+
+    /// `auth_type` as the file says it, with what it means:
+    /// `password (Keystone v3 password)`, `password (Keystone v2.0 password,
+    /// NHN Cloud: the auth_url ends in /v2.0)`, or `not set (read as
+    /// v3password: Keystone v3 password)`.
+    pub fn auth_type_description(&self) -> String {
+        let meaning = self.auth.meaning();
+        match self.auth_type_as_written.as_deref() {
+            None => format!("not set (read as {}: {meaning})", self.auth.auth_type()),
+            Some("password") if matches!(self.auth, Auth::NhnV2(_)) => {
+                format!("password ({meaning}: the auth_url ends in /v2.0)")
+            }
+            Some(written) => format!("{written} ({meaning})"),
+        }
     }
 
     /// Key of the token cache: who logs in where, with a fingerprint of the
@@ -524,6 +552,7 @@ fn parse_cloud(
         image_endpoint_override,
         verify: read_verify(&r, cloud)?,
         cacert: read_cacert(&r, cloud, cacert)?,
+        auth_type_as_written: r.string(cloud, "auth_type", "auth_type")?,
     })
 }
 
@@ -1258,6 +1287,34 @@ clouds:
                 assert!(!text.contains(s), "secret leaked in: {text}");
             }
         }
+    }
+
+    #[test]
+    fn auth_type_is_described_as_written() {
+        let described = |yaml: &str| parse(yaml, "nhn").unwrap().auth_type_description();
+        assert_eq!(
+            described(NHN),
+            "v2password (Keystone v2.0 password, NHN Cloud)"
+        );
+        assert_eq!(
+            described(&NHN.replace("v2password", "password")),
+            "password (Keystone v2.0 password, NHN Cloud: the auth_url ends in /v2.0)"
+        );
+        assert_eq!(
+            described(&NHN.replace("    auth_type: v2password\n", "")),
+            "not set (read as v2password: Keystone v2.0 password, NHN Cloud)"
+        );
+        let v3 = "clouds:\n  nhn:\n    auth_type: password\n    auth:\n      auth_url: https://k/v3\n      user_id: u\n      password: p\n      project_id: x\n";
+        assert_eq!(described(v3), "password (Keystone v3 password)");
+        assert_eq!(
+            described(&v3.replace("auth_type: password", "auth_type: v3password")),
+            "v3password (Keystone v3 password)"
+        );
+        assert_eq!(
+            parse(v3, "nhn").unwrap().auth.auth_type(),
+            "v3password",
+            "the normalised name stays available"
+        );
     }
 
     #[test]
