@@ -753,7 +753,8 @@ async fn read_answer(mut resp: reqwest::Response) -> Result<Answer, reqwest::Err
     if declared > MAX_ANSWER_BYTES {
         return Ok(Answer::TooLarge { status });
     }
-    let mut body = Vec::with_capacity(declared);
+    // A declared length is a hint, not a promise: reserve at most 1 MiB.
+    let mut body = Vec::with_capacity(declared.min(1024 * 1024));
     while let Some(chunk) = resp.chunk().await? {
         if body.len().saturating_add(chunk.len()) > MAX_ANSWER_BYTES {
             return Ok(Answer::TooLarge { status });
