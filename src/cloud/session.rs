@@ -240,8 +240,11 @@ impl Session {
                         retry_after: None,
                     }));
                 }
-                // Any other answer means the signature was accepted.
-                attempt.accepted();
+                // Any other answer from SCP itself means the signature was
+                // accepted; a 5xx (perhaps a proxy's) decides nothing.
+                if !resp.status.is_server_error() {
+                    attempt.accepted();
+                }
                 success(resp)
             }
             _ => {
