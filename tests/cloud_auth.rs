@@ -299,3 +299,218 @@ async fn a_tenant_cannot_see_another_tenants_volumes() {
         assert!(err.is_not_found(), "{err:?}");
     }
 }
+
+const V2_LOGIN: &str = "POST /identity/v2.0/tokens";
+const V3_LOGIN: &str = "POST /identity/v3/auth/tokens";
+
+/// `n` concurrent calls, through block-storage and image clients alike.
+async fn many_calls(
+    connector: &cloudvol::cloud::Connector,
+    creds: &CloudCredentials,
+    n: usize,
+) -> Vec<CloudError> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let bs = connector.block_storage(creds).unwrap();
+        let image = connector.image(creds).unwrap();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                bs.list_volumes(&VolumeQuery::default()).await.map(|_| ())
+            } else {
+                image.project_id().await.map(|_| ())
+            }
+        }));
+    }
+    let mut errors = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_cost_one_login_per_backoff_step() {
+    let cloud = start().await;
+    let wrong_yaml =
+        support_cloud::clouds_yaml(&cloud.base).replace("demo-password", "not-the-password");
+    for (name, login) in [("nhn", V2_LOGIN), ("v3-project-id", V3_LOGIN)] {
+        let (clock, time) = support_cloud::manual_clock();
+        let connector = support_cloud::connector().with_clock(clock);
+        let wrong = support_cloud::creds(&wrong_yaml, name);
+        let before = cloud.count(login).await;
+
+        // Step 1: 200 callers, one login request.
+        let errors = many_calls(&connector, &wrong, 200).await;
+        assert_eq!(errors.len(), 200, "{name}");
+        assert_eq!(cloud.count(login).await, before + 1, "{name}: one login");
+        for err in &errors {
+            assert!(
+                matches!(err, CloudError::InvalidCredentials { .. }),
+                "{err:?}"
+            );
+            assert!(!err.is_transient());
+            let wait = err.retry_after().expect("the remaining wait");
+            assert!(
+                wait > Duration::ZERO && wait <= Duration::from_secs(5),
+                "{wait:?}"
+            );
+            assert!(err.message().contains("401"), "{err}");
+            assert!(!format!("{err} {err:?}").contains("not-the-password"));
+        }
+
+        // Still within the 5 s: no request at all.
+        time.fetch_add(4_900, std::sync::atomic::Ordering::SeqCst);
+        many_calls(&connector, &wrong, 50).await;
+        assert_eq!(cloud.count(login).await, before + 1, "{name}");
+
+        // Step 2, after 5 s: one probe, then 10 s.
+        time.fetch_add(100, std::sync::atomic::Ordering::SeqCst);
+        let errors = many_calls(&connector, &wrong, 200).await;
+        assert_eq!(errors.len(), 200);
+        assert_eq!(cloud.count(login).await, before + 2, "{name}: one probe");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.retry_after() == Some(Duration::from_secs(10))),
+            "{:?}",
+            errors.first()
+        );
+
+        // Corrected credentials log in at once, on the same connector.
+        let right = cloud.creds(name);
+        connector
+            .block_storage(&right)
+            .unwrap()
+            .list_volumes(&VolumeQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(cloud.count(login).await, before + 3, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successful_login_forgets_earlier_refusals() {
+    let cloud = start().await;
+    let (clock, time) = support_cloud::manual_clock();
+    let connector = support_cloud::connector().with_clock(clock);
+    let bs = connector.block_storage(&cloud.creds("nhn")).unwrap();
+    cloud
+        .fault(json!({"method": "POST", "path": "/identity/*", "status": 401, "count": 1}))
+        .await;
+    let err = bs.list_volumes(&VolumeQuery::default()).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(5)), "{err:?}");
+    time.fetch_add(5_000, std::sync::atomic::Ordering::SeqCst);
+    bs.list_volumes(&VolumeQuery::default()).await.unwrap();
+
+    // The token is refused, and so is the login that follows: the first
+    // refusal again (5 s), not the second in a row (10 s).
+    cloud
+        .fault(json!({"method": "GET", "path": "/block-storage/*", "status": 401, "count": 1}))
+        .await;
+    cloud
+        .fault(json!({"method": "POST", "path": "/identity/*", "status": 401, "count": 1}))
+        .await;
+    let err = bs.list_volumes(&VolumeQuery::default()).await.unwrap_err();
+    assert!(
+        matches!(err, CloudError::InvalidCredentials { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(5)), "{err:?}");
+    assert_eq!(cloud.count(V2_LOGIN).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_answered_403_is_refused_credentials_too() {
+    let cloud = start().await;
+    let connector = support_cloud::connector();
+    cloud
+        .fault(json!({"method": "POST", "path": "/identity/*", "status": 403, "count": 1}))
+        .await;
+    let bs = connector.block_storage(&cloud.creds("v3-appcred")).unwrap();
+    let err = bs.list_volumes(&VolumeQuery::default()).await.unwrap_err();
+    assert!(
+        matches!(err, CloudError::InvalidCredentials { .. }),
+        "{err:?}"
+    );
+    assert!(err.message().contains("403"), "{err}");
+    bs.list_volumes(&VolumeQuery::default()).await.unwrap_err();
+    assert_eq!(
+        cloud.count(V3_LOGIN).await,
+        1,
+        "the second call failed fast"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_scp_signature_backs_off_too() {
+    let cloud = start().await;
+    let (clock, time) = support_cloud::manual_clock();
+    let connector = support_cloud::connector()
+        .with_login_backoff(cloudvol::cloud::LoginBackoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        })
+        .with_clock(clock);
+    let yaml = support_cloud::clouds_yaml(&cloud.base).replace("demo-secret-key", "wrong-secret");
+    let wrong = connector
+        .image(&support_cloud::creds(&yaml, "scp"))
+        .unwrap();
+    let err = wrong.list_images(&ImageQuery::default()).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)), "{err:?}");
+    for _ in 0..20 {
+        let err = wrong.list_images(&ImageQuery::default()).await.unwrap_err();
+        assert_eq!(err.reason(), "InvalidCredentials");
+    }
+    assert_eq!(cloud.count("GET /scp/v1/images").await, 1);
+    for step in [2, 4, 4] {
+        time.fetch_add(4_000, std::sync::atomic::Ordering::SeqCst);
+        let err = wrong.list_images(&ImageQuery::default()).await.unwrap_err();
+        assert_eq!(
+            err.retry_after(),
+            Some(Duration::from_secs(step)),
+            "capped at max"
+        );
+    }
+    assert_eq!(cloud.count("GET /scp/v1/images").await, 4);
+    // The right key is other credentials: tried at once.
+    connector
+        .image(&cloud.creds("scp"))
+        .unwrap()
+        .list_images(&ImageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(cloud.count("GET /scp/v1/images").await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_token_expiries_neither_panic_nor_make_every_call_log_in() {
+    use support_cloud::scripted::{self, Reply};
+    for (issued, expires) in [
+        (None, "9999-12-31T23:59:59.999999Z"),
+        (Some("2024-01-01T00:00:00Z"), "262143-12-31T23:59:59Z"),
+        (None, "not a time"),
+        (None, ""),
+        (None, "1970-01-01T00:00:00Z"),
+        (Some("2030-01-01T00:00:00Z"), "2029-01-01T00:00:00Z"),
+        (Some("garbage"), "2999-01-01T00:00:00"),
+    ] {
+        let cloud = scripted::serve(move |req| {
+            if req.path == "/identity/v2.0/tokens" {
+                return scripted::nhn_token(req, issued, expires);
+            }
+            Reply::json(200, json!({"volumes": []}))
+        })
+        .await;
+        let bs = support_cloud::connector()
+            .block_storage(&scripted::creds(&cloud, "nhn"))
+            .unwrap();
+        for _ in 0..3 {
+            bs.list_volumes(&VolumeQuery::default())
+                .await
+                .unwrap_or_else(|e| panic!("{expires}: {e}"));
+        }
+        assert_eq!(cloud.count("POST", "/tokens"), 1, "{issued:?} {expires}");
+    }
+}

@@ -8,12 +8,34 @@ use std::process::Command;
 use cloudvol::cloud::CloudCredentials;
 use support_cloud::{DEMO_TENANT, start};
 
-const EXAMPLES: &[(&str, &str)] = &[
-    ("clouds-nhn.yaml", "nhn-demo"),
-    ("clouds-openstack.yaml", "openstack-demo"),
-    ("clouds-openstack.yaml", "openstack-demo-by-id"),
-    ("clouds-openstack.yaml", "openstack-demo-appcred"),
-    ("clouds-scp.yaml", "scp-demo"),
+/// Each example file and cloud, with the auth line the check prints: the
+/// `auth_type` as the file writes it, and what it means.
+const EXAMPLES: &[(&str, &str, &str)] = &[
+    (
+        "clouds-nhn.yaml",
+        "nhn-demo",
+        "auth_type v2password (Keystone v2.0 password, NHN Cloud)",
+    ),
+    (
+        "clouds-openstack.yaml",
+        "openstack-demo",
+        "auth_type password (Keystone v3 password)",
+    ),
+    (
+        "clouds-openstack.yaml",
+        "openstack-demo-by-id",
+        "auth_type v3password (Keystone v3 password)",
+    ),
+    (
+        "clouds-openstack.yaml",
+        "openstack-demo-appcred",
+        "auth_type v3applicationcredential (Keystone v3 application credential)",
+    ),
+    (
+        "clouds-scp.yaml",
+        "scp-demo",
+        "auth_type scp (Samsung Cloud Platform signed requests)",
+    ),
 ];
 
 /// An example file with the emulator's documented default address replaced
@@ -29,7 +51,7 @@ fn example(file: &str, base: &str) -> String {
 async fn the_documented_examples_pass_the_check() {
     let cloud = start().await;
     cloud.admin_image(DEMO_TENANT, "counted").await;
-    for (file, name) in EXAMPLES {
+    for (file, name, auth_line) in EXAMPLES {
         let yaml = example(file, &cloud.base);
         let creds = CloudCredentials::from_clouds_yaml(yaml.as_bytes(), name, None).unwrap();
         let mut out = Vec::new();
@@ -38,6 +60,11 @@ async fn the_documented_examples_pass_the_check() {
             .unwrap_or_else(|e| panic!("{file} {name}: {e}"));
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("OK: the credentials work."), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l == format!("auth:        {auth_line}")),
+            "{out}"
+        );
         assert!(out.contains("images:      1"), "{out}");
         assert!(
             out.contains(&format!("  image          {}/", cloud.base)),

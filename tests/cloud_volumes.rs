@@ -287,3 +287,180 @@ async fn an_attached_volume_is_refused_deletion_with_the_clouds_message() {
         assert_eq!(bs.show_volume(&vol.id).await.unwrap().status, want);
     }
 }
+
+use support_cloud::scripted::{self, Reply};
+
+fn scripted_volume(id: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut v =
+        json!({"id": id, "size": 1, "status": "creating", "metadata": {}, "attachments": []});
+    if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        v.extend(extra.clone());
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retype_is_os_retype_with_the_migration_policy_on_v2_and_v3() {
+    use cloudvol::cloud::model::MigrationPolicy;
+    let cloud = scripted::serve(|req| {
+        scripted::identity(req).unwrap_or_else(|| Reply::json(202, json!(null)))
+    })
+    .await;
+    let connector = support_cloud::connector();
+    for (name, version, policy) in [
+        ("nhn", "v2", MigrationPolicy::Never),
+        ("v3", "v3", MigrationPolicy::OnDemand),
+    ] {
+        connector
+            .block_storage(&scripted::creds(&cloud, name))
+            .unwrap()
+            .retype_volume("vol-1", "General SSD", policy)
+            .await
+            .unwrap();
+        let sent = cloud.requests().pop().unwrap();
+        assert_eq!(sent.method, "POST");
+        assert_eq!(
+            sent.path,
+            format!("/{version}/{}/volumes/vol-1/action", scripted::TENANT)
+        );
+        assert_eq!(
+            sent.body,
+            json!({"os-retype": {"new_type": "General SSD", "migration_policy": policy.as_str()}})
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volume_from_an_image_sends_image_ref_and_shows_its_image() {
+    let cloud = scripted::serve(|req| {
+        if let Some(reply) = scripted::identity(req) {
+            return reply;
+        }
+        let meta = json!({"volume_image_metadata": {"image_id": "img-1", "image_name": "cirros", "min_disk": "1"}});
+        match req.method.as_str() {
+            "POST" => Reply::json(202, json!({"volume": scripted_volume("vol-1", meta)})),
+            _ => Reply::json(200, json!({"volume": scripted_volume("vol-1", meta)})),
+        }
+    })
+    .await;
+    let connector = support_cloud::connector();
+    for name in ["nhn", "v3"] {
+        let bs = connector
+            .block_storage(&scripted::creds(&cloud, name))
+            .unwrap();
+        let created = bs
+            .create_volume(&CreateVolume {
+                size: 1,
+                image_ref: Some("img-1".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let sent = cloud.requests().pop().unwrap();
+        assert_eq!(sent.body["volume"]["imageRef"], "img-1", "{name}");
+        assert!(sent.body["volume"].get("image_ref").is_none());
+        assert_eq!(created.source_image_id(), Some("img-1"));
+        let shown = bs.show_volume("vol-1").await.unwrap();
+        let meta = shown.volume_image_metadata.unwrap();
+        assert_eq!(meta.image_name.as_deref(), Some("cirros"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_sends_protected_and_v3_sends_the_microversion_it_needs() {
+    let cloud = scripted::serve(|req| {
+        scripted::identity(req).unwrap_or_else(|| {
+            Reply::json(
+                202,
+                json!({"os-volume_upload_image": {"image_id": "img-9", "status": "uploading"}}),
+            )
+        })
+    })
+    .await;
+    let connector = support_cloud::connector();
+    for (name, microversion) in [("nhn", None), ("v3", Some("volume 3.1"))] {
+        let mut upload = UploadToImage::new("from-volume");
+        upload.protected = Some(true);
+        upload.visibility = Some("private".into());
+        connector
+            .block_storage(&scripted::creds(&cloud, name))
+            .unwrap()
+            .upload_to_image("vol-1", &upload)
+            .await
+            .unwrap();
+        let sent = cloud.requests().pop().unwrap();
+        let body = &sent.body["os-volume_upload_image"];
+        assert_eq!(body["protected"], true, "{name}");
+        assert_eq!(body["visibility"], "private", "{name}");
+        assert_eq!(sent.header("openstack-api-version"), microversion, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_looping_next_link_is_an_error_not_an_endless_or_short_list() {
+    let cloud = scripted::serve(|req| {
+        if let Some(reply) = scripted::identity(req) {
+            return reply;
+        }
+        // Every page links to marker a, page one included.
+        Reply::json(
+            200,
+            json!({"volumes": [scripted_volume("a", json!({}))], "volumes_links": [
+                {"rel": "next", "href": format!("{}/v2/t/volumes/detail?limit=1&marker=a", req.base)}
+            ]}),
+        )
+    })
+    .await;
+    let bs = support_cloud::connector()
+        .block_storage(&scripted::creds(&cloud, "nhn"))
+        .unwrap();
+    let err = bs
+        .list_volumes_detail(&VolumeQuery::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "CloudProtocolError", "{err:?}");
+    assert!(err.message().contains("loop"), "{err}");
+    assert_eq!(cloud.count("GET", "/volumes/detail"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_next_link_to_another_host_is_followed_on_our_endpoint() {
+    let cloud = scripted::serve(|req| {
+        if let Some(reply) = scripted::identity(req) {
+            return reply;
+        }
+        if req.query.contains("marker=a") {
+            return Reply::json(200, json!({"volumes": [scripted_volume("b", json!({}))]}));
+        }
+        // A link to a host that must never see our token.
+        Reply::json(
+            200,
+            json!({"volumes": [scripted_volume("a", json!({}))], "volumes_links": [
+                {"rel": "next", "href": "http://203.0.113.9:8776/v2/t/volumes/detail?marker=a"}
+            ]}),
+        )
+    })
+    .await;
+    let bs = support_cloud::connector()
+        .block_storage(&scripted::creds(&cloud, "nhn"))
+        .unwrap();
+    let ids: Vec<String> = bs
+        .list_volumes_detail(&VolumeQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(ids, vec!["a", "b"]);
+    let pages: Vec<_> = cloud
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/volumes/detail"))
+        .collect();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(
+        pages[1].path,
+        format!("/v2/{}/volumes/detail", scripted::TENANT)
+    );
+    assert_eq!(pages[1].query, "marker=a");
+}

@@ -7,10 +7,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::connector::Connector;
 use super::credentials::{Auth, CloudCredentials};
 use super::error::CloudError;
 use super::model::{ImageQuery, VolumeQuery};
-use super::session::Connector;
 use super::transport::{CloudHttp, Service, TransportConfig};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -76,9 +76,8 @@ pub async fn check(
         let _ = writeln!(out, "{line}");
     };
     say(format!(
-        "cloud:       {} (auth_type {}, region {}, interface {}{})",
+        "cloud:       {} (region {}, interface {}{})",
         creds.cloud_name,
-        creds.auth.auth_type(),
         creds.region_name.as_deref().unwrap_or("(any)"),
         creds.interface.as_str(),
         if creds.verify {
@@ -86,6 +85,10 @@ pub async fn check(
         } else {
             ", TLS verification OFF"
         }
+    ));
+    say(format!(
+        "auth:        auth_type {}",
+        creds.auth_type_description()
     ));
     let session = connector.session(creds)?;
     match &creds.auth {

@@ -1,7 +1,8 @@
 //! Block storage over Cinder: v2 in NHN Cloud's dialect (`visibility` and
 //! `protected` on upload, `nhn_encryption` on create) and upstream v3 (the
 //! upload sends `OpenStack-API-Version: volume 3.1`, the microversion that
-//! added `visibility` and `protected`).
+//! added `visibility` and `protected`). Both retype with `os-retype` and
+//! create from an image with `imageRef`.
 
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use serde_json::json;
 
 use super::error::CloudError;
 use super::model::{
-    CreateVolume, UpdateVolume, UploadToImage, UploadedImage, Volume, VolumeQuery, VolumeSummary,
+    CreateVolume, MigrationPolicy, UpdateVolume, UploadToImage, UploadedImage, Volume, VolumeQuery,
+    VolumeSummary,
 };
 use super::pagination;
 use super::service::{BlockStorage, CloudFuture};
@@ -191,6 +193,23 @@ impl BlockStorage for Cinder {
             Ok(resp.json::<UploadAnswer>()?.upload)
         })
     }
+
+    fn retype_volume<'a>(
+        &'a self,
+        id: &'a str,
+        new_type: &'a str,
+        migration_policy: MigrationPolicy,
+    ) -> CloudFuture<'a, ()> {
+        Box::pin(self.action(id, retype_body(new_type, migration_policy)))
+    }
+}
+
+/// `os-retype`'s body, the same for v2 and v3.
+fn retype_body(new_type: &str, migration_policy: MigrationPolicy) -> serde_json::Value {
+    json!({ "os-retype": {
+        "new_type": new_type,
+        "migration_policy": migration_policy.as_str(),
+    }})
 }
 
 #[cfg(test)]
@@ -215,6 +234,18 @@ mod tests {
                 ("metadata".into(), r#"{"cloudvol.dev/uid":"u-1"}"#.into()),
                 ("limit".into(), "2".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn retype_body_names_the_type_and_the_policy() {
+        assert_eq!(
+            retype_body("SSD", MigrationPolicy::OnDemand),
+            json!({"os-retype": {"new_type": "SSD", "migration_policy": "on-demand"}})
+        );
+        assert_eq!(
+            retype_body("General HDD", MigrationPolicy::Never)["os-retype"]["migration_policy"],
+            "never"
         );
     }
 

@@ -117,6 +117,9 @@ pub struct CloudCredentials {
     /// `verify: false` turns off TLS certificate checks (logged as a warning).
     pub verify: bool,
     pub cacert: Option<CaBundle>,
+    /// `auth_type` exactly as the file wrote it (`None` when absent and
+    /// inferred); [`CloudCredentials::auth`] holds what it was read as.
+    pub auth_type_as_written: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,13 +131,23 @@ pub enum Auth {
 }
 
 impl Auth {
-    /// The `auth_type` this reads as.
+    /// The `auth_type` this reads as (normalised: `password` is `v3password`).
     pub fn auth_type(&self) -> &'static str {
         match self {
             Auth::NhnV2(_) => "v2password",
             Auth::KeystonePassword(_) => "v3password",
             Auth::KeystoneApplicationCredential(_) => "v3applicationcredential",
             Auth::Scp(_) => "scp",
+        }
+    }
+
+    /// What the auth type means, for people.
+    pub fn meaning(&self) -> &'static str {
+        match self {
+            Auth::NhnV2(_) => "Keystone v2.0 password, NHN Cloud",
+            Auth::KeystonePassword(_) => "Keystone v3 password",
+            Auth::KeystoneApplicationCredential(_) => "Keystone v3 application credential",
+            Auth::Scp(_) => "Samsung Cloud Platform signed requests",
         }
     }
 }
@@ -221,6 +234,21 @@ impl CloudCredentials {
             .as_object()
             .ok_or_else(|| CloudError::config(format!("cloud `{cloud_name}` must be a mapping")))?;
         parse_cloud(cloud_name, cloud, cacert)
+    }
+
+    /// `auth_type` as the file says it, with what it means:
+    /// `password (Keystone v3 password)`, `password (Keystone v2.0 password,
+    /// NHN Cloud: the auth_url ends in /v2.0)`, or `not set (read as
+    /// v3password: Keystone v3 password)`.
+    pub fn auth_type_description(&self) -> String {
+        let meaning = self.auth.meaning();
+        match self.auth_type_as_written.as_deref() {
+            None => format!("not set (read as {}: {meaning})", self.auth.auth_type()),
+            Some("password") if matches!(self.auth, Auth::NhnV2(_)) => {
+                format!("password ({meaning}: the auth_url ends in /v2.0)")
+            }
+            Some(written) => format!("{written} ({meaning})"),
+        }
     }
 
     /// Key of the token cache: who logs in where, with a fingerprint of the
@@ -478,13 +506,58 @@ impl Reader<'_> {
     }
 }
 
+type Map = serde_json::Map<String, Value>;
+
+/// Reads one cloud entry: the cloud-level keys, then `auth:` with the reader
+/// of its auth type, then the settings every auth type shares.
 fn parse_cloud(
     cloud_name: &str,
-    cloud: &serde_json::Map<String, Value>,
+    cloud: &Map,
     cacert: Option<&[u8]>,
 ) -> Result<CloudCredentials, CloudError> {
     let r = Reader { cloud: cloud_name };
+    check_cloud_keys(&r, cloud)?;
+    let auth = match cloud.get("auth") {
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(r.err("`auth` must be a mapping")),
+        None => return Err(r.err("missing `auth`")),
+    };
+    let auth_type = read_auth_type(&r, cloud, auth)?;
+    check_auth_keys(&r, auth, auth_type)?;
+    let auth = match auth_type {
+        AuthType::V2Password => read_v2password(&r, auth)?,
+        AuthType::V3Password => read_v3password(&r, auth)?,
+        AuthType::V3ApplicationCredential => read_v3applicationcredential(&r, auth)?,
+        AuthType::Scp => read_scp(&r, auth)?,
+    };
 
+    let region_name = match r.string(cloud, "region_name", "region_name")? {
+        Some(region) => Some(region),
+        None => first_region(&r, cloud)?,
+    };
+    let block_storage_endpoint_override =
+        read_url_key(&r, cloud, "block_storage_endpoint_override")?;
+    let image_endpoint_override = read_url_key(&r, cloud, "image_endpoint_override")?;
+    if auth_type == AuthType::Scp && image_endpoint_override.is_none() {
+        return Err(r.err(
+            "missing `image_endpoint_override` (required by auth_type scp: SCP has no service catalog; e.g. https://virtualserver.<region>.<domain>)",
+        ));
+    }
+    Ok(CloudCredentials {
+        cloud_name: cloud_name.to_string(),
+        auth,
+        region_name,
+        interface: read_interface(&r, cloud)?,
+        block_storage_endpoint_override,
+        image_endpoint_override,
+        verify: read_verify(&r, cloud)?,
+        cacert: read_cacert(&r, cloud, cacert)?,
+        auth_type_as_written: r.string(cloud, "auth_type", "auth_type")?,
+    })
+}
+
+/// Every cloud-level key is one cloudvol reads or knowingly ignores.
+fn check_cloud_keys(r: &Reader<'_>, cloud: &Map) -> Result<(), CloudError> {
     for key in cloud.keys() {
         if CLOUD_KEYS.contains(&key.as_str()) || is_ignored_cloud_key(key) {
             continue;
@@ -497,35 +570,35 @@ fn parse_cloud(
         };
         return Err(r.err(message));
     }
+    Ok(())
+}
 
-    let auth = match cloud.get("auth") {
-        Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Err(r.err("`auth` must be a mapping")),
-        None => return Err(r.err("missing `auth`")),
+/// `auth_type` as written (with its aliases), or inferred from the keys.
+fn read_auth_type(r: &Reader<'_>, cloud: &Map, auth: &Map) -> Result<AuthType, CloudError> {
+    let Some(written) = r.string(cloud, "auth_type", "auth_type")? else {
+        return Ok(infer_auth_type(auth));
     };
+    Ok(match written.as_str() {
+        "v2password" => AuthType::V2Password,
+        "password" if looks_v2(auth) => AuthType::V2Password,
+        "password" | "v3password" => AuthType::V3Password,
+        "v3applicationcredential" | "applicationcredential" => AuthType::V3ApplicationCredential,
+        "scp" => AuthType::Scp,
+        other => {
+            let hint = suggestion(other, AUTH_TYPES)
+                .map(|s| format!("did you mean `{s}`? "))
+                .unwrap_or_default();
+            return Err(r.err(format_args!(
+                "unsupported auth_type `{other}`; {hint}supported: {}",
+                AUTH_TYPES.join(", ")
+            )));
+        }
+    })
+}
 
-    let auth_type = match r.string(cloud, "auth_type", "auth_type")? {
-        Some(t) => match t.as_str() {
-            "v2password" => AuthType::V2Password,
-            "password" if looks_v2(&auth) => AuthType::V2Password,
-            "password" | "v3password" => AuthType::V3Password,
-            "v3applicationcredential" | "applicationcredential" => {
-                AuthType::V3ApplicationCredential
-            }
-            "scp" => AuthType::Scp,
-            other => {
-                let hint = suggestion(other, AUTH_TYPES)
-                    .map(|s| format!("did you mean `{s}`? "))
-                    .unwrap_or_default();
-                return Err(r.err(format_args!(
-                    "unsupported auth_type `{other}`; {hint}supported: {}",
-                    AUTH_TYPES.join(", ")
-                )));
-            }
-        },
-        None => infer_auth_type(&auth),
-    };
-
+/// Every key under `auth:` is one `auth_type` reads; a key of another auth
+/// type says which.
+fn check_auth_keys(r: &Reader<'_>, auth: &Map, auth_type: AuthType) -> Result<(), CloudError> {
     let allowed = auth_type.auth_keys();
     for key in auth.keys() {
         if allowed.contains(&key.as_str()) {
@@ -552,133 +625,127 @@ fn parse_cloud(
         };
         return Err(r.err(message));
     }
+    Ok(())
+}
 
-    let auth = match auth_type {
-        AuthType::V2Password => {
-            let auth_url = r.required(&auth, "auth_url", "auth.auth_url", auth_type)?;
-            Auth::NhnV2(NhnV2Auth {
-                auth_url: r.url(auth_url, "auth.auth_url")?,
-                tenant_id: r.required(&auth, "tenant_id", "auth.tenant_id", auth_type)?,
-                username: r.required(&auth, "username", "auth.username", auth_type)?,
-                password: SecretString(r.required(
-                    &auth,
-                    "password",
-                    "auth.password",
-                    auth_type,
-                )?),
-            })
-        }
-        AuthType::V3Password => {
-            let auth_url = r.required(&auth, "auth_url", "auth.auth_url", auth_type)?;
-            Auth::KeystonePassword(KeystonePasswordAuth {
-                auth_url: r.url(auth_url, "auth.auth_url")?,
-                user: user_ref(&r, &auth, auth_type)?,
-                password: SecretString(r.required(
-                    &auth,
-                    "password",
-                    "auth.password",
-                    auth_type,
-                )?),
-                project: project_ref(&r, &auth)?,
-            })
-        }
-        AuthType::V3ApplicationCredential => {
-            let auth_url = r.required(&auth, "auth_url", "auth.auth_url", auth_type)?;
-            let credential = match r.string(
-                &auth,
-                "application_credential_id",
-                "auth.application_credential_id",
-            )? {
-                Some(id) => ApplicationCredentialRef::Id(id),
-                None => match r.string(
-                    &auth,
-                    "application_credential_name",
-                    "auth.application_credential_name",
-                )? {
-                    Some(name) => ApplicationCredentialRef::Name {
-                        name,
-                        user: user_ref(&r, &auth, auth_type)?,
-                    },
-                    None => {
-                        return Err(r.err(
-                                "missing `auth.application_credential_id` (or `auth.application_credential_name` with the user)",
-                            ));
-                    }
-                },
-            };
-            Auth::KeystoneApplicationCredential(KeystoneApplicationCredentialAuth {
-                auth_url: r.url(auth_url, "auth.auth_url")?,
-                credential,
-                secret: SecretString(r.required(
-                    &auth,
-                    "application_credential_secret",
-                    "auth.application_credential_secret",
-                    auth_type,
-                )?),
-            })
-        }
-        AuthType::Scp => Auth::Scp(ScpAuth {
-            access_key: r.required(&auth, "access_key", "auth.access_key", auth_type)?,
-            secret_key: SecretString(r.required(
-                &auth,
-                "secret_key",
-                "auth.secret_key",
-                auth_type,
-            )?),
-            account_id: r.required(&auth, "account_id", "auth.account_id", auth_type)?,
-        }),
-    };
+fn read_auth_url(r: &Reader<'_>, auth: &Map, auth_type: AuthType) -> Result<String, CloudError> {
+    let auth_url = r.required(auth, "auth_url", "auth.auth_url", auth_type)?;
+    r.url(auth_url, "auth.auth_url")
+}
 
-    let region_name = match r.string(cloud, "region_name", "region_name")? {
-        Some(region) => Some(region),
-        None => first_region(&r, cloud)?,
-    };
+/// `v2password`: NHN Cloud's Keystone v2.0.
+fn read_v2password(r: &Reader<'_>, auth: &Map) -> Result<Auth, CloudError> {
+    let t = AuthType::V2Password;
+    Ok(Auth::NhnV2(NhnV2Auth {
+        auth_url: read_auth_url(r, auth, t)?,
+        tenant_id: r.required(auth, "tenant_id", "auth.tenant_id", t)?,
+        username: r.required(auth, "username", "auth.username", t)?,
+        password: SecretString(r.required(auth, "password", "auth.password", t)?),
+    }))
+}
 
-    let interface = match r.string(cloud, "interface", "interface")? {
-        None => Interface::Public,
-        Some(i) => match i.as_str() {
-            "public" | "publicURL" => Interface::Public,
-            "internal" | "internalURL" => Interface::Internal,
-            "admin" | "adminURL" => Interface::Admin,
-            other => {
-                return Err(r.err(format_args!(
-                    "`interface` is `{other}`; expected public, internal or admin"
-                )));
+/// `password` / `v3password`: Keystone v3, a user and a project.
+fn read_v3password(r: &Reader<'_>, auth: &Map) -> Result<Auth, CloudError> {
+    let t = AuthType::V3Password;
+    Ok(Auth::KeystonePassword(KeystonePasswordAuth {
+        auth_url: read_auth_url(r, auth, t)?,
+        user: user_ref(r, auth, t)?,
+        password: SecretString(r.required(auth, "password", "auth.password", t)?),
+        project: project_ref(r, auth)?,
+    }))
+}
+
+/// `v3applicationcredential`: by id, or by name with its user.
+fn read_v3applicationcredential(r: &Reader<'_>, auth: &Map) -> Result<Auth, CloudError> {
+    let t = AuthType::V3ApplicationCredential;
+    let auth_url = read_auth_url(r, auth, t)?;
+    let by_id = r.string(
+        auth,
+        "application_credential_id",
+        "auth.application_credential_id",
+    )?;
+    let credential = match by_id {
+        Some(id) => ApplicationCredentialRef::Id(id),
+        None => match r.string(
+            auth,
+            "application_credential_name",
+            "auth.application_credential_name",
+        )? {
+            Some(name) => ApplicationCredentialRef::Name {
+                name,
+                user: user_ref(r, auth, t)?,
+            },
+            None => {
+                return Err(r.err(
+                    "missing `auth.application_credential_id` (or `auth.application_credential_name` with the user)",
+                ));
             }
         },
     };
+    Ok(Auth::KeystoneApplicationCredential(
+        KeystoneApplicationCredentialAuth {
+            auth_url,
+            credential,
+            secret: SecretString(r.required(
+                auth,
+                "application_credential_secret",
+                "auth.application_credential_secret",
+                t,
+            )?),
+        },
+    ))
+}
 
-    let block_storage_endpoint_override = r
-        .string(
-            cloud,
-            "block_storage_endpoint_override",
-            "block_storage_endpoint_override",
-        )?
-        .map(|u| r.url(u, "block_storage_endpoint_override"))
-        .transpose()?;
-    let image_endpoint_override = r
-        .string(cloud, "image_endpoint_override", "image_endpoint_override")?
-        .map(|u| r.url(u, "image_endpoint_override"))
-        .transpose()?;
-    if auth_type == AuthType::Scp && image_endpoint_override.is_none() {
-        return Err(r.err(
-            "missing `image_endpoint_override` (required by auth_type scp: SCP has no service catalog; e.g. https://virtualserver.<region>.<domain>)",
-        ));
-    }
+/// `scp`: Samsung Cloud Platform's signing keys.
+fn read_scp(r: &Reader<'_>, auth: &Map) -> Result<Auth, CloudError> {
+    let t = AuthType::Scp;
+    Ok(Auth::Scp(ScpAuth {
+        access_key: r.required(auth, "access_key", "auth.access_key", t)?,
+        secret_key: SecretString(r.required(auth, "secret_key", "auth.secret_key", t)?),
+        account_id: r.required(auth, "account_id", "auth.account_id", t)?,
+    }))
+}
 
-    let verify = match cloud.get("verify") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
-        Some(_) => {
-            return Err(r.err(
-                "`verify` must be true or false (put a custom CA in the Secret under `cacert` instead of a path)",
-            ));
-        }
+fn read_interface(r: &Reader<'_>, cloud: &Map) -> Result<Interface, CloudError> {
+    let Some(written) = r.string(cloud, "interface", "interface")? else {
+        return Ok(Interface::Public);
     };
+    match written.as_str() {
+        "public" | "publicURL" => Ok(Interface::Public),
+        "internal" | "internalURL" => Ok(Interface::Internal),
+        "admin" | "adminURL" => Ok(Interface::Admin),
+        other => Err(r.err(format_args!(
+            "`interface` is `{other}`; expected public, internal or admin"
+        ))),
+    }
+}
 
-    let cacert = match cacert {
+fn read_url_key(r: &Reader<'_>, cloud: &Map, key: &str) -> Result<Option<String>, CloudError> {
+    r.string(cloud, key, key)?
+        .map(|u| r.url(u, key))
+        .transpose()
+}
+
+fn read_verify(r: &Reader<'_>, cloud: &Map) -> Result<bool, CloudError> {
+    match cloud.get("verify") {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(_) => Err(r.err(
+            "`verify` must be true or false (put a custom CA in the Secret under `cacert` instead of a path)",
+        )),
+    }
+}
+
+/// The Secret's PEM bundle; `cacert` in the file itself is a path the
+/// operator cannot read.
+fn read_cacert(
+    r: &Reader<'_>,
+    cloud: &Map,
+    cacert: Option<&[u8]>,
+) -> Result<Option<CaBundle>, CloudError> {
+    match cacert {
         Some(pem) if !pem.iter().all(u8::is_ascii_whitespace) => {
             let has_cert = std::str::from_utf8(pem)
                 .map(|t| t.contains("-----BEGIN CERTIFICATE-----"))
@@ -688,28 +755,13 @@ fn parse_cloud(
                     r.err("`cacert` holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
                 );
             }
-            Some(CaBundle(pem.to_vec()))
+            Ok(Some(CaBundle(pem.to_vec())))
         }
-        _ => {
-            if cloud.contains_key("cacert") {
-                return Err(r.err(
-                    "`cacert` in clouds.yaml is a file path the operator cannot read; put the PEM bundle in the Secret under the key `cacert` (or pass --cacert)",
-                ));
-            }
-            None
-        }
-    };
-
-    Ok(CloudCredentials {
-        cloud_name: cloud_name.to_string(),
-        auth,
-        region_name,
-        interface,
-        block_storage_endpoint_override,
-        image_endpoint_override,
-        verify,
-        cacert,
-    })
+        _ if cloud.contains_key("cacert") => Err(r.err(
+            "`cacert` in clouds.yaml is a file path the operator cannot read; put the PEM bundle in the Secret under the key `cacert` (or pass --cacert)",
+        )),
+        _ => Ok(None),
+    }
 }
 
 fn looks_v2(auth: &serde_json::Map<String, Value>) -> bool {
@@ -1235,6 +1287,34 @@ clouds:
                 assert!(!text.contains(s), "secret leaked in: {text}");
             }
         }
+    }
+
+    #[test]
+    fn auth_type_is_described_as_written() {
+        let described = |yaml: &str| parse(yaml, "nhn").unwrap().auth_type_description();
+        assert_eq!(
+            described(NHN),
+            "v2password (Keystone v2.0 password, NHN Cloud)"
+        );
+        assert_eq!(
+            described(&NHN.replace("v2password", "password")),
+            "password (Keystone v2.0 password, NHN Cloud: the auth_url ends in /v2.0)"
+        );
+        assert_eq!(
+            described(&NHN.replace("    auth_type: v2password\n", "")),
+            "not set (read as v2password: Keystone v2.0 password, NHN Cloud)"
+        );
+        let v3 = "clouds:\n  nhn:\n    auth_type: password\n    auth:\n      auth_url: https://k/v3\n      user_id: u\n      password: p\n      project_id: x\n";
+        assert_eq!(described(v3), "password (Keystone v3 password)");
+        assert_eq!(
+            described(&v3.replace("auth_type: password", "auth_type: v3password")),
+            "v3password (Keystone v3 password)"
+        );
+        assert_eq!(
+            parse(v3, "nhn").unwrap().auth.auth_type(),
+            "v3password",
+            "the normalised name stays available"
+        );
     }
 
     #[test]

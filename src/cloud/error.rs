@@ -32,8 +32,17 @@ pub enum CloudError {
 
     /// The identity service refused the credentials (wrong password, unknown
     /// user or project, revoked application credential, bad SCP key).
-    #[error("the cloud refused the credentials: {message}")]
-    InvalidCredentials { message: String },
+    /// `retry_after` is how long cloudvol waits before it tries the same
+    /// credentials again (the login backoff); changed credentials are tried
+    /// at once.
+    #[error(
+        "the cloud refused the credentials{}: {message}",
+        fmt_retry_after(retry_after)
+    )]
+    InvalidCredentials {
+        message: String,
+        retry_after: Option<Duration>,
+    },
 
     /// A service refused a freshly issued token (after one refresh).
     #[error("unauthorized: {message}")]
@@ -84,6 +93,23 @@ pub enum CloudError {
     #[error("cloud unreachable: {message}")]
     Transport { message: String },
 
+    /// TLS failed with `host`: its certificate is not trusted (unknown CA, a
+    /// `cacert` of another CA), not valid for the host name, expired, or the
+    /// server does not speak TLS (an `https://` URL on a plain-HTTP port).
+    /// Retrying cannot fix it; the message says what to change.
+    #[error("TLS failure: {message}")]
+    TlsFailure { host: String, message: String },
+
+    /// `host` does not resolve (DNS): a wrong URL, or a name only another
+    /// network knows.
+    #[error("host not found: {message}")]
+    HostNotFound { host: String, message: String },
+
+    /// This process is not (or no longer) the leader: cloud writes are
+    /// fenced off and the request was not sent.
+    #[error("not the leader: {message}")]
+    NotLeader { message: String },
+
     /// The cloud answered something we cannot read.
     #[error("unexpected answer from the cloud: {message}")]
     Decode { message: String },
@@ -127,6 +153,7 @@ impl CloudError {
                 | CloudError::Unavailable { .. }
                 | CloudError::Transport { .. }
                 | CloudError::Conflict { .. }
+                | CloudError::NotLeader { .. }
         )
     }
 
@@ -146,6 +173,9 @@ impl CloudError {
             CloudError::Unavailable { .. } => "CloudUnavailable",
             CloudError::Http { .. } => "CloudRequestFailed",
             CloudError::Transport { .. } => "CloudUnreachable",
+            CloudError::TlsFailure { .. } => "TLSFailure",
+            CloudError::HostNotFound { .. } => "HostNotFound",
+            CloudError::NotLeader { .. } => "NotLeader",
             CloudError::Decode { .. } => "CloudProtocolError",
             CloudError::Unsupported { .. } => "Unsupported",
         }
@@ -156,7 +186,7 @@ impl CloudError {
         match self {
             CloudError::Config { message }
             | CloudError::EndpointNotFound { message, .. }
-            | CloudError::InvalidCredentials { message }
+            | CloudError::InvalidCredentials { message, .. }
             | CloudError::Unauthorized { message }
             | CloudError::Forbidden { message }
             | CloudError::NotFound { message }
@@ -167,18 +197,36 @@ impl CloudError {
             | CloudError::Unavailable { message, .. }
             | CloudError::Http { message, .. }
             | CloudError::Transport { message }
+            | CloudError::TlsFailure { message, .. }
+            | CloudError::HostNotFound { message, .. }
+            | CloudError::NotLeader { message }
             | CloudError::Decode { message }
             | CloudError::Unsupported { message } => message,
         }
     }
 
-    /// How long the cloud asked us to wait, when it said so.
+    /// How long to wait before trying again, when known: the cloud's
+    /// `Retry-After`, the transport's backoff when it handed a retry back
+    /// instead of sleeping, or the login backoff of refused credentials.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CloudError::RateLimited { retry_after, .. }
-            | CloudError::Unavailable { retry_after, .. } => *retry_after,
+            | CloudError::Unavailable { retry_after, .. }
+            | CloudError::InvalidCredentials { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+
+    /// Fills in `retry_after` where the kind carries one and has none yet.
+    pub(crate) fn or_retry_after(mut self, wait: Option<Duration>) -> Self {
+        if let CloudError::RateLimited { retry_after, .. }
+        | CloudError::Unavailable { retry_after, .. }
+        | CloudError::InvalidCredentials { retry_after, .. } = &mut self
+            && retry_after.is_none()
+        {
+            *retry_after = wait;
+        }
+        self
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -218,13 +266,81 @@ impl CloudError {
         }
     }
 
-    pub(crate) fn from_reqwest(err: &reqwest::Error) -> CloudError {
+    /// Maps a failed attempt to `host`: TLS and DNS failures need a person
+    /// (`TlsFailure`, `HostNotFound`); a refused connection, a reset or a
+    /// timeout is `Transport` (transient).
+    pub(crate) fn from_reqwest(err: &reqwest::Error, host: &str) -> CloudError {
         if err.is_decode() {
             return CloudError::decode(describe_reqwest(err));
+        }
+        if let Some(tls) = find_cause::<rustls::Error>(err) {
+            return CloudError::TlsFailure {
+                host: host.to_string(),
+                message: format!("{host}: {}{}", describe_reqwest(err), tls_hint(tls)),
+            };
+        }
+        if let Some(dns) = find_cause::<super::transport::DnsFailure>(err) {
+            let message = format!("{host}: {}", describe_reqwest(err));
+            return if dns.temporary {
+                CloudError::Transport { message }
+            } else {
+                CloudError::HostNotFound {
+                    host: host.to_string(),
+                    message: format!("{message} (check the host name in the URL)"),
+                }
+            };
         }
         CloudError::Transport {
             message: describe_reqwest(err),
         }
+    }
+}
+
+/// The first cause of type `T` in an error's chain, looking inside
+/// `io::Error`s too (whose `source()` skips the error they wrap, which is
+/// where TLS errors sit, often two `io::Error`s deep).
+fn find_cause<T: std::error::Error + 'static>(err: &reqwest::Error) -> Option<&T> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = next {
+        let mut layer = cause;
+        loop {
+            if let Some(found) = layer.downcast_ref::<T>() {
+                return Some(found);
+            }
+            match layer
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+            {
+                Some(inner) => layer = inner,
+                None => break,
+            }
+        }
+        next = cause.source();
+    }
+    None
+}
+
+/// What to change, by the kind of TLS failure.
+fn tls_hint(err: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match err {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            " (the server's certificate is not signed by a CA cloudvol trusts: put the CA's PEM \
+             bundle in the credentials Secret under `cacert`)"
+        }
+        rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. },
+        ) => {
+            " (the server's certificate is not valid for the host name in the URL: use a name \
+             the certificate lists)"
+        }
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => " (the server's certificate has expired or is not valid yet; check the clocks)",
+        rustls::Error::InvalidMessage(_) => {
+            " (the server did not answer in TLS: is the URL https:// for a plain-HTTP port?)"
+        }
+        _ => "",
     }
 }
 
@@ -316,7 +432,7 @@ fn text_field(obj: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -
 /// body text, drop the title, which repeats the status line.
 fn html_to_text(html: &str) -> String {
     let body = match (html.find("<body"), html.rfind("</body>")) {
-        (Some(start), Some(end)) if start < end => &html[start..end],
+        (Some(start), Some(end)) => html.get(start..end).unwrap_or(html),
         _ => html,
     };
     let mut out = String::with_capacity(body.len());
@@ -373,22 +489,40 @@ fn truncate(text: &str) -> String {
     out
 }
 
-/// Parses a `Retry-After` value: delay seconds (integer or decimal) or an
-/// HTTP date. A date in the past means "now".
+/// The longest wait a `Retry-After` is believed for (10 minutes): a cloud
+/// that asks for longer, in seconds or with a far-future date, gets this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Parses a `Retry-After` value: delay seconds (integer or decimal, cut to
+/// [`MAX_RETRY_AFTER`], however many digits) or an HTTP date (a date in the
+/// past means "now", a far-future one is cut to [`MAX_RETRY_AFTER`]).
+/// Negative, infinite, not-a-number and unreadable values are refused
+/// (`None`): the caller then backs off on its own.
 pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let value = value.trim();
     if value.is_empty() {
         return None;
     }
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is still "a very long time".
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        let capped = secs.min(MAX_RETRY_AFTER.as_secs_f64());
+        return Some(Duration::try_from_secs_f64(capped).unwrap_or(MAX_RETRY_AFTER));
     }
     let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = date.with_timezone(&chrono::Utc) - now;
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let delta = date.with_timezone(&chrono::Utc).signed_duration_since(now);
+    Some(
+        delta
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 #[cfg(test)]
@@ -578,6 +712,67 @@ mod tests {
     }
 
     #[test]
+    fn hostile_retry_after_values_are_cut_or_refused_never_a_panic() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        for huge in [
+            "601",
+            "86400",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999999",
+            "1e300",
+            "1.7976931348623157e308",
+            "600.0001",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+            "Wed, 21 Oct 2015 07:37:01 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge}"
+            );
+        }
+        for refused in [
+            "-1",
+            "-0.5",
+            "-99999999999999999999999",
+            "inf",
+            "-inf",
+            "infinity",
+            "NaN",
+            "1e400",
+            "12s",
+            "0x10",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+            "Wed, 21 Oct 2015 25:28:00 GMT",
+            "yesterday",
+            "\u{0}",
+            " , ",
+        ] {
+            assert_eq!(parse_retry_after(refused, now), None, "{refused}");
+        }
+        assert_eq!(
+            parse_retry_after("0.000000001", now),
+            Some(Duration::from_nanos(1))
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Mon, 01 Jan 0001 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        // Every answer stays within the documented maximum.
+        for value in ["600", "599.999", "Wed, 21 Oct 2015 07:37:00 GMT"] {
+            let wait = parse_retry_after(value, now).unwrap();
+            assert!(wait <= MAX_RETRY_AFTER, "{value}: {wait:?}");
+        }
+    }
+
+    #[test]
     fn every_kind_has_a_camel_case_reason() {
         let kinds = [
             CloudError::config("x"),
@@ -587,8 +782,20 @@ mod tests {
             },
             CloudError::InvalidCredentials {
                 message: "x".into(),
+                retry_after: None,
             },
             CloudError::Transport {
+                message: "x".into(),
+            },
+            CloudError::TlsFailure {
+                host: "h".into(),
+                message: "x".into(),
+            },
+            CloudError::HostNotFound {
+                host: "h".into(),
+                message: "x".into(),
+            },
+            CloudError::NotLeader {
                 message: "x".into(),
             },
             CloudError::decode("x"),

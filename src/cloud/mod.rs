@@ -20,19 +20,31 @@
 //! Building a client makes no network call; the first request logs in.
 //! Tokens are cached per credentials (shared by every client built from the
 //! same credentials), renewed before they expire, and renewed once more when
-//! a service answers 401.
+//! a service answers 401. A refused login is remembered per credentials:
+//! further logins with them fail at once, without a request, for a backoff
+//! ([`LoginBackoff`], 5 s doubling to 10 min), while changed credentials are
+//! tried at once.
+//!
+//! The transport ([`transport`]) sends a non-idempotent request once, bounds
+//! the time one call sleeps between retries, and consults a write fence that
+//! the operator ties to its leader Lease ([`CloudHttp::set_write_fence`]).
+//! Everything a cloud sends (durations, dates, links, sizes) is bounded
+//! before it is used.
 //!
 //! Errors are one [`CloudError`]: [`CloudError::is_transient`] says whether
 //! to requeue with backoff (`Reconciling`) or to stop for a person
 //! (`Stalled`), [`CloudError::reason`] is the condition reason,
 //! [`CloudError::message`] the cloud's own words, and
-//! [`CloudError::retry_after`] how long the cloud asked to wait. A
-//! [`CloudError::Transport`] from a create means the cloud may have acted:
-//! look for the resource by its mark before creating again.
+//! [`CloudError::retry_after`] how long to wait before trying again (the
+//! cloud's `Retry-After`, a backoff the transport handed back, or the login
+//! backoff). A [`CloudError::Transport`] or a 429/503 from a create means the
+//! cloud may have acted: look for the resource by its mark before creating
+//! again.
 
 mod auth;
 pub mod check;
 mod cinder;
+mod connector;
 pub mod credentials;
 pub mod error;
 mod glance;
@@ -43,10 +55,12 @@ mod service;
 mod session;
 pub mod transport;
 
+pub use auth::backoff::{Clock, LoginBackoff};
+pub use connector::Connector;
 pub use credentials::CloudCredentials;
 pub use error::CloudError;
 pub use service::{BlockStorage, CloudFuture, Image};
-pub use session::Connector;
 pub use transport::{
     CloudHttp, RateLimit, RequestObserver, RequestRecord, RetryPolicy, Service, TransportConfig,
+    WriteFence,
 };

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::CloudError;
 use super::model::{Image as ImageModel, ImageQuery, Member, MemberStatus, PatchOp};
-use super::pagination::{self, MAX_PAGES};
+use super::pagination::{self, Pages};
 use super::service::{CloudFuture, Image};
 use super::session::{ServiceRequest, Session, seg};
 use super::transport::Service;
@@ -57,7 +57,8 @@ impl Image for ScpImage {
         Box::pin(async move {
             let mut images = Vec::new();
             let mut page_query = Vec::new();
-            for _ in 0..MAX_PAGES {
+            let mut pages = Pages::new("/v1/images", &page_query);
+            loop {
                 let resp = self
                     .session
                     .send(
@@ -77,14 +78,11 @@ impl Image for ScpImage {
                         images.push(image);
                     }
                 }
-                match pagination::glance_next(&page).and_then(|l| pagination::link_query(&l)) {
-                    Some(next) if next != page_query && !items.is_empty() => page_query = next,
-                    _ => return Ok(images),
+                match pages.next(pagination::glance_next(&page), items.is_empty())? {
+                    Some(next) => page_query = next,
+                    None => return Ok(images),
                 }
             }
-            Err(CloudError::decode(format!(
-                "the SCP image list did not end after {MAX_PAGES} pages"
-            )))
         })
     }
 

@@ -9,8 +9,8 @@ use std::pin::Pin;
 
 use super::error::CloudError;
 use super::model::{
-    CreateVolume, ImageQuery, Member, MemberStatus, PatchOp, UpdateVolume, UploadToImage,
-    UploadedImage, Volume, VolumeQuery, VolumeSummary,
+    CreateVolume, ImageQuery, Member, MemberStatus, MigrationPolicy, PatchOp, UpdateVolume,
+    UploadToImage, UploadedImage, Volume, VolumeQuery, VolumeSummary,
 };
 
 /// The future every cloud call returns.
@@ -47,11 +47,32 @@ pub trait BlockStorage: Send + Sync {
     fn extend_volume<'a>(&'a self, id: &'a str, new_size: u64) -> CloudFuture<'a, ()>;
 
     /// `os-volume_upload_image`: starts an image upload, returns its id.
+    /// `protected` and `visibility` are sent when set (Cinder v3 with
+    /// microversion 3.1).
     fn upload_to_image<'a>(
         &'a self,
         id: &'a str,
         req: &'a UploadToImage,
     ) -> CloudFuture<'a, UploadedImage>;
+
+    /// `os-retype` to the volume type `new_type`; the volume goes
+    /// `retyping`, then back to its status. `migration_policy` says whether
+    /// Cinder may move the data to do it. Providers without retype answer
+    /// `Unsupported`.
+    fn retype_volume<'a>(
+        &'a self,
+        id: &'a str,
+        new_type: &'a str,
+        migration_policy: MigrationPolicy,
+    ) -> CloudFuture<'a, ()> {
+        let _ = (id, new_type, migration_policy);
+        let provider = self.provider();
+        Box::pin(async move {
+            Err(CloudError::Unsupported {
+                message: format!("{provider} block storage does not retype volumes"),
+            })
+        })
+    }
 }
 
 /// Images and their sharing: Glance v2 (NHN, OpenStack) or SCP (read only).

@@ -1,23 +1,19 @@
 //! A session is one set of credentials bound to the HTTP layer: it resolves
 //! service endpoints (catalog or override), authenticates each request
 //! (token, or SCP signature), and on a 401 refreshes the token once and
-//! retries once.
-//!
-//! The [`Connector`] is the entry point for controllers: built once per
-//! process, it hands out `Arc<dyn BlockStorage>` / `Arc<dyn Image>` for
-//! credentials, sharing sessions and tokens between callers that use the
-//! same credentials.
+//! retries once. Sessions are opened by [`super::connector::Connector`];
+//! the service modules (cinder, glance, scp_image) use a session and never
+//! the connector.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
+use super::auth::backoff::{CredentialsKey, LoginGate};
 use super::auth::{self, Token, TokenSlot, scp};
 use super::credentials::{Auth, CloudCredentials};
 use super::error::CloudError;
-use super::service::{BlockStorage, Image};
 use super::transport::{Body, CloudHttp, HttpRequest, HttpResponse, Service};
 
 /// Block-storage API flavour, chosen by the credentials' auth type.
@@ -93,9 +89,30 @@ pub(crate) struct Session {
     creds: CloudCredentials,
     /// `None` for SCP, which signs instead.
     tokens: Option<Arc<TokenSlot>>,
+    /// Refused credentials wait here before they are tried again.
+    gate: Arc<LoginGate>,
+    gate_key: CredentialsKey,
 }
 
 impl Session {
+    pub(crate) fn new(
+        http: CloudHttp,
+        client: reqwest::Client,
+        creds: CloudCredentials,
+        tokens: Option<Arc<TokenSlot>>,
+        gate: Arc<LoginGate>,
+    ) -> Self {
+        let gate_key = CredentialsKey::of(&creds);
+        Session {
+            http,
+            client,
+            creds,
+            tokens,
+            gate,
+            gate_key,
+        }
+    }
+
     pub(crate) fn credentials(&self) -> &CloudCredentials {
         &self.creds
     }
@@ -115,8 +132,20 @@ impl Session {
         let slot = self.tokens.as_ref().ok_or_else(|| {
             CloudError::unsupported("SCP credentials sign each request; there is no token")
         })?;
-        slot.get(|| auth::login(&self.http, &self.client, &self.creds.auth))
-            .await
+        // Inside the slot's lock: callers queued behind a refused login
+        // find the refusal and fail without a request.
+        slot.get(|| async {
+            let attempt = self.gate.admit(&self.gate_key)?;
+            match auth::login(&self.http, &self.client, &self.creds.auth).await {
+                Ok(answer) => {
+                    attempt.accepted();
+                    Ok(answer)
+                }
+                Err(err @ CloudError::InvalidCredentials { .. }) => Err(attempt.refused(err)),
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 
     /// The base URL of `service`, without a trailing slash.
@@ -188,6 +217,7 @@ impl Session {
             Auth::Scp(scp_auth) => {
                 let url = build_url(&self.static_endpoint(req.service)?, &req.path, &req.query)?;
                 let http_req = self.http_request(&req, url, None)?;
+                let attempt = self.gate.admit(&self.gate_key)?;
                 let sign = |method: &Method, url: &Url| {
                     scp::signed_headers(
                         scp_auth,
@@ -202,12 +232,18 @@ impl Session {
                     .await?;
                 log_answer(&req, &resp);
                 if resp.status == StatusCode::UNAUTHORIZED {
-                    return Err(CloudError::InvalidCredentials {
+                    return Err(attempt.refused(CloudError::InvalidCredentials {
                         message: format!(
                             "SCP refused the signed request (check access_key, secret_key and account_id): {}",
                             resp.error().message()
                         ),
-                    });
+                        retry_after: None,
+                    }));
+                }
+                // Any other answer from SCP itself means the signature was
+                // accepted; a 5xx (perhaps a proxy's) decides nothing.
+                if !resp.status.is_server_error() {
+                    attempt.accepted();
                 }
                 success(resp)
             }
@@ -359,85 +395,6 @@ pub(crate) fn seg(s: &str) -> String {
         }
     }
     out
-}
-
-/// Hands out service clients for credentials; build one per process.
-pub struct Connector {
-    http: CloudHttp,
-    tokens: Mutex<HashMap<String, Arc<TokenSlot>>>,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
-}
-
-impl Connector {
-    pub fn new(http: CloudHttp) -> Self {
-        Connector {
-            http,
-            tokens: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn http(&self) -> &CloudHttp {
-        &self.http
-    }
-
-    pub(crate) fn session(&self, creds: &CloudCredentials) -> Result<Arc<Session>, CloudError> {
-        let key = creds.session_key();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(session) = sessions.get(&key) {
-            return Ok(session.clone());
-        }
-        let client =
-            self.http
-                .client_for(&creds.cloud_name, creds.cacert.as_ref(), creds.verify)?;
-        let tokens = match creds.auth {
-            Auth::Scp(_) => None,
-            _ => {
-                let mut slots = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-                Some(
-                    slots
-                        .entry(creds.token_cache_key())
-                        .or_insert_with(|| Arc::new(TokenSlot::default()))
-                        .clone(),
-                )
-            }
-        };
-        let session = Arc::new(Session {
-            http: self.http.clone(),
-            client,
-            creds: creds.clone(),
-            tokens,
-        });
-        sessions.insert(key, session.clone());
-        Ok(session)
-    }
-
-    /// Block storage for these credentials: Cinder v2 in NHN's dialect for
-    /// `v2password`, Cinder v3 for Keystone v3; `Unsupported` for SCP.
-    /// No network call happens until the first request.
-    pub fn block_storage(
-        &self,
-        creds: &CloudCredentials,
-    ) -> Result<Arc<dyn BlockStorage>, CloudError> {
-        let session = self.session(creds)?;
-        match session.block_storage_dialect() {
-            Some(dialect) => Ok(Arc::new(super::cinder::Cinder::new(session, dialect))),
-            None => Err(CloudError::unsupported(format!(
-                "cloud `{}` uses auth_type scp: cloudvol manages SCP images only, not SCP block storage",
-                creds.cloud_name
-            ))),
-        }
-    }
-
-    /// The image service for these credentials: Glance v2 (NHN and
-    /// OpenStack), or SCP's image API.
-    pub fn image(&self, creds: &CloudCredentials) -> Result<Arc<dyn Image>, CloudError> {
-        let session = self.session(creds)?;
-        Ok(match creds.auth {
-            Auth::Scp(_) => Arc::new(super::scp_image::ScpImage::new(session)),
-            _ => Arc::new(super::glance::Glance::new(session)),
-        })
-    }
 }
 
 #[cfg(test)]

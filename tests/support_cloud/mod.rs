@@ -2,6 +2,9 @@
 //! demo tenants' credentials in every auth type, and the emulator's admin API.
 #![allow(dead_code)]
 
+pub mod scripted;
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -177,6 +180,22 @@ impl Cloud {
             .await;
         v["id"].as_str().expect("image id").to_string()
     }
+}
+
+/// A clock for the login backoff that moves only when the test says:
+/// `advance.fetch_add(ms, SeqCst)`.
+pub fn manual_clock() -> (
+    cloudvol::cloud::Clock,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let start = tokio::time::Instant::now();
+    let offset = Arc::new(AtomicU64::new(0));
+    let at = offset.clone();
+    let clock: cloudvol::cloud::Clock =
+        Arc::new(move || start + Duration::from_millis(at.load(Ordering::SeqCst)));
+    (clock, offset)
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.

@@ -5,7 +5,7 @@
 //! version, as keystoneauth's discovery ends up doing); the token is in the
 //! `X-Subject-Token` header, the catalog in `token.catalog[]`.
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ use crate::cloud::credentials::{
     KeystonePasswordAuth, ProjectRef, SecretString, UserRef,
 };
 use crate::cloud::error::CloudError;
-use crate::cloud::transport::{Body, CloudHttp, HttpRequest, Service};
+use crate::cloud::transport::{Body, CloudHttp, HttpRequest};
 
 pub(crate) fn tokens_url(auth_url: &str) -> Result<Url, CloudError> {
     let base = auth_url.trim_end_matches('/');
@@ -144,9 +144,7 @@ async fn login(
     auth_url: &str,
     body: Value,
 ) -> Result<LoginAnswer, CloudError> {
-    let mut req = HttpRequest::new(Service::Identity, Method::POST, tokens_url(auth_url)?);
-    req.body = Some(Body::json(&body)?);
-    req.idempotent = true;
+    let req = HttpRequest::login(tokens_url(auth_url)?, Body::json(&body)?);
     let resp = http.execute(client, &req, None).await?;
     if !resp.status.is_success() {
         return Err(super::login_error(&resp));

@@ -1,6 +1,8 @@
 //! Authentication: token logins (NHN Keystone v2.0, Keystone v3), the token
-//! cache with early refresh and single-flight, and SCP request signing.
+//! cache with early refresh and single-flight, the backoff of refused
+//! credentials, and SCP request signing.
 
+pub(crate) mod backoff;
 pub(crate) mod catalog;
 pub(crate) mod keystone_v3;
 pub(crate) mod nhn_v2;
@@ -22,6 +24,16 @@ use super::transport::{CloudHttp, HttpResponse};
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Lifetime assumed when the identity service gives no readable expiry.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// Shortest lifetime believed: a token is kept at least this long, so that
+/// a cloud that issues nearly expired tokens cannot make every call log in.
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+/// Longest lifetime believed: whatever the expiry says (year 9999 included),
+/// the token is renewed at least daily.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// Lifetime used when the expiry is at or before the issue time (or, with
+/// no issue time, before our clock's now): the clocks disagree or the answer
+/// is wrong. The token is tried for this long; a 401 renews it sooner.
+const UNBELIEVABLE_EXPIRY_LIFETIME: Duration = Duration::from_secs(60);
 
 /// What a login returns.
 pub(crate) struct LoginAnswer {
@@ -50,7 +62,9 @@ impl Token {
             id: answer.token,
             project_id: answer.project_id,
             expires_at: answer.expires_at,
-            refresh_at: now + lifetime.saturating_sub(refresh_margin(lifetime)),
+            refresh_at: now
+                .checked_add(lifetime.saturating_sub(refresh_margin(lifetime)))
+                .unwrap_or(now),
             catalog: answer.catalog,
         }
     }
@@ -61,16 +75,20 @@ impl Token {
 }
 
 /// The token's lifetime, measured on the identity service's own clock when
-/// it says when the token was issued (immune to skew with our clock).
+/// it says when the token was issued (immune to skew with our clock), and
+/// always between [`MIN_LIFETIME`] and [`MAX_LIFETIME`].
 pub(crate) fn token_lifetime(
     issued_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Duration {
-    match (issued_at, expires_at) {
-        (Some(issued), Some(expires)) => (expires - issued).to_std().unwrap_or(Duration::ZERO),
-        (None, Some(expires)) => (expires - now).to_std().unwrap_or(Duration::ZERO),
-        _ => DEFAULT_LIFETIME,
+    let Some(expires) = expires_at else {
+        return DEFAULT_LIFETIME;
+    };
+    let from = issued_at.unwrap_or(now);
+    match expires.signed_duration_since(from).to_std() {
+        Ok(lifetime) if !lifetime.is_zero() => lifetime.clamp(MIN_LIFETIME, MAX_LIFETIME),
+        _ => UNBELIEVABLE_EXPIRY_LIFETIME,
     }
 }
 
@@ -91,11 +109,18 @@ pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-/// An identity service's refusal: 401 means the credentials are wrong.
+/// An identity service's refusal: 401 means the credentials are wrong, 403
+/// that they may not have a token for that project (a disabled user, no
+/// role in the project). Both need a person.
 pub(crate) fn login_error(resp: &HttpResponse) -> CloudError {
     match resp.error() {
         CloudError::Unauthorized { message } => CloudError::InvalidCredentials {
             message: format!("the identity service answered 401: {message}"),
+            retry_after: None,
+        },
+        CloudError::Forbidden { message } => CloudError::InvalidCredentials {
+            message: format!("the identity service answered 403: {message}"),
+            retry_after: None,
         },
         other => other,
     }
@@ -214,6 +239,65 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(token_lifetime(None, None, issued), DEFAULT_LIFETIME);
+    }
+
+    #[test]
+    fn hostile_expiries_give_a_lifetime_within_bounds() {
+        let issued = parse_time("2024-01-01T00:00:00Z").unwrap();
+        let far = parse_time("9999-12-31T23:59:59Z").unwrap();
+        let secs = |n| issued + chrono::Duration::seconds(n);
+        // Far future, with or without the issue time: a day at most.
+        assert_eq!(
+            token_lifetime(Some(issued), Some(far), issued),
+            MAX_LIFETIME
+        );
+        assert_eq!(token_lifetime(None, Some(far), issued), MAX_LIFETIME);
+        assert_eq!(
+            token_lifetime(Some(issued), Some(chrono::DateTime::<Utc>::MAX_UTC), issued),
+            MAX_LIFETIME
+        );
+        // In the past, or equal to the issue time: not believed.
+        for expires in [secs(-1), issued, chrono::DateTime::<Utc>::MIN_UTC] {
+            assert_eq!(
+                token_lifetime(Some(issued), Some(expires), issued),
+                UNBELIEVABLE_EXPIRY_LIFETIME
+            );
+            assert_eq!(
+                token_lifetime(None, Some(expires), issued),
+                UNBELIEVABLE_EXPIRY_LIFETIME
+            );
+        }
+        // Issued in the far future by a broken clock: still bounded.
+        assert_eq!(
+            token_lifetime(Some(far), Some(secs(3600)), issued),
+            UNBELIEVABLE_EXPIRY_LIFETIME
+        );
+        // Nearly expired: kept a second at least.
+        assert_eq!(
+            token_lifetime(
+                Some(issued),
+                Some(issued + chrono::Duration::milliseconds(3)),
+                issued
+            ),
+            MIN_LIFETIME
+        );
+        // Malformed expiries do not parse, and then the default applies.
+        for text in [
+            "",
+            "never",
+            "9999999-01-01T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T24:61:00",
+        ] {
+            assert_eq!(parse_time(text), None, "{text}");
+        }
+        assert_eq!(token_lifetime(Some(issued), None, issued), DEFAULT_LIFETIME);
+        // A token whose expiry is a day away refreshes before it, without overflow.
+        let now = Instant::now();
+        let mut a = answer();
+        a.expires_at = Some(far);
+        let t = Token::from_login(a, now);
+        assert!(t.refresh_at > now && t.refresh_at - now <= MAX_LIFETIME);
     }
 
     #[test]

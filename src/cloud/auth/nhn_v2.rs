@@ -5,14 +5,14 @@
 //! and `access.serviceCatalog[]` (`volumev2` ends in `/v2/{tenantId}`, `image`
 //! has no version suffix).
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 use serde::Deserialize;
 
 use super::catalog::{Catalog, CatalogEndpoint, CatalogService};
 use super::{LoginAnswer, parse_time};
 use crate::cloud::credentials::{Interface, NhnV2Auth, SecretString};
 use crate::cloud::error::CloudError;
-use crate::cloud::transport::{Body, CloudHttp, HttpRequest, Service};
+use crate::cloud::transport::{Body, CloudHttp, HttpRequest};
 
 /// `{auth_url}/tokens`, adding `/v2.0` when the URL lacks it.
 pub(crate) fn tokens_url(auth_url: &str) -> Result<Url, CloudError> {
@@ -87,10 +87,7 @@ pub(crate) async fn login(
             }
         }
     });
-    let mut req = HttpRequest::new(Service::Identity, Method::POST, tokens_url(&auth.auth_url)?);
-    req.body = Some(Body::json(&body)?);
-    // A second token request is harmless.
-    req.idempotent = true;
+    let req = HttpRequest::login(tokens_url(&auth.auth_url)?, Body::json(&body)?);
     let resp = http.execute(client, &req, None).await?;
     if !resp.status.is_success() {
         return Err(super::login_error(&resp));

@@ -23,10 +23,10 @@ pub(crate) fn signature(
     timestamp_ms: &str,
     access_key: &str,
     account_id: &str,
-) -> String {
-    // HMAC takes keys of any length; new_from_slice cannot fail for it.
+) -> Result<String, CloudError> {
+    // HMAC takes keys of any length: this error is for completeness.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
-        .expect("HMAC-SHA256 accepts any key length");
+        .map_err(|_| CloudError::config("SCP secret_key cannot key HMAC-SHA256"))?;
     for part in [
         method,
         url,
@@ -37,7 +37,7 @@ pub(crate) fn signature(
     ] {
         mac.update(part.as_bytes());
     }
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    Ok(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
 
 /// The `Scp-*` headers for one request at `timestamp_ms`.
@@ -55,7 +55,7 @@ pub(crate) fn signed_headers(
         &timestamp,
         &auth.access_key,
         &auth.account_id,
-    );
+    )?;
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| -> Result<(), CloudError> {
         let value = HeaderValue::from_str(value).map_err(|_| {
@@ -99,7 +99,8 @@ mod tests {
                 "1605290625682",
                 "demo-access-key",
                 "demo-account"
-            ),
+            )
+            .unwrap(),
             PYTHON_VECTOR
         );
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{cloud_status, lenient_bool, null_as_default};
+use super::{cloud_status, lenient_bool, lenient_u64, null_as_default};
 
 cloud_status! {
     /// Image states (NHN's Image API, docs/sources.md, plus Glance's deactivated/uploading/importing).
@@ -68,11 +68,13 @@ pub struct Image {
     pub size: Option<u64>,
     #[serde(default)]
     pub virtual_size: Option<u64>,
-    /// GiB.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// Smallest disk that can hold the image, in GiB (Glance's `min_disk`;
+    /// 0 when unset or unreadable).
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub min_disk: u64,
-    /// MiB.
-    #[serde(default, deserialize_with = "null_as_default")]
+    /// Smallest RAM to boot it, in MiB (Glance's `min_ram`; 0 when unset or
+    /// unreadable).
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub min_ram: u64,
     #[serde(default)]
     pub checksum: Option<String>,
@@ -276,6 +278,25 @@ mod tests {
         assert_eq!(i.properties["login_username"], "centos");
         assert!(!i.properties.contains_key("self"));
         assert!(!i.properties.contains_key("status"));
+    }
+
+    #[test]
+    fn min_disk_and_min_ram_are_read_and_never_fail_the_image() {
+        let i: Image = serde_json::from_str(r#"{"id":"a","min_disk":40,"min_ram":2048}"#).unwrap();
+        assert_eq!((i.min_disk, i.min_ram), (40, 2048));
+        assert!(!i.properties.contains_key("min_disk"));
+        for odd in [
+            r#"{"id":"a","min_disk":null,"min_ram":null}"#,
+            r#"{"id":"a","min_disk":-1,"min_ram":1.5}"#,
+            r#"{"id":"a","min_disk":"lots","min_ram":[]}"#,
+            r#"{"id":"a","min_disk":1e300,"min_ram":{}}"#,
+            r#"{"id":"a"}"#,
+        ] {
+            let i: Image = serde_json::from_str(odd).unwrap_or_else(|e| panic!("{odd}: {e}"));
+            assert_eq!((i.min_disk, i.min_ram), (0, 0), "{odd}");
+        }
+        let i: Image = serde_json::from_str(r#"{"id":"a","min_disk":"20"}"#).unwrap();
+        assert_eq!(i.min_disk, 20);
     }
 
     #[test]

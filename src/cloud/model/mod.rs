@@ -93,3 +93,44 @@ where
         _ => false,
     })
 }
+
+/// A count the cloud may send as a number or a string of digits (Cinder's
+/// `volume_image_metadata` writes `"min_disk": "0"`): anything else, a
+/// negative or fractional number included, reads as 0 rather than failing
+/// the whole answer.
+pub(crate) fn lenient_u64<'de, D>(d: D) -> Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// An optional string the cloud may send as a number; other shapes read as
+/// absent.
+pub(crate) fn lenient_string<'de, D>(d: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// A nested object read when it has the expected shape, and absent when
+/// it does not: an odd extra field never fails the resource it is part of.
+pub(crate) fn absent_when_malformed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+}

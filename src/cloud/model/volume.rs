@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{cloud_status, lenient_bool, null_as_default};
+use super::{absent_when_malformed, cloud_status, lenient_bool, lenient_string, null_as_default};
 
 cloud_status! {
     /// The 20 volume states of NHN's Block Storage API (docs/sources.md).
@@ -62,6 +62,20 @@ pub struct NhnEncryption {
     pub skm_key_id: Option<String>,
 }
 
+/// The image a volume was created from, as Cinder copies it onto the
+/// volume (`volume_image_metadata`; its values are strings).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VolumeImageMetadata {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub image_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub image_name: Option<String>,
+    /// Every other key (`checksum`, `disk_format`, `min_disk`, `size`, the
+    /// image's properties), as the cloud sent it.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
 /// One volume as the detail list and show return it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Volume {
@@ -104,9 +118,25 @@ pub struct Volume {
     pub user_id: Option<String>,
     #[serde(default)]
     pub nhn_encryption: Option<NhnEncryption>,
+    /// Present when the volume was created from an image (and the cloud
+    /// says so); absent when malformed.
+    #[serde(
+        default,
+        deserialize_with = "absent_when_malformed",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub volume_image_metadata: Option<VolumeImageMetadata>,
 }
 
 impl Volume {
+    /// The id of the image the volume was created from, when the cloud
+    /// says.
+    pub fn source_image_id(&self) -> Option<&str> {
+        self.volume_image_metadata
+            .as_ref()
+            .and_then(|m| m.image_id.as_deref())
+    }
+
     /// Servers the volume is attached to.
     pub fn attached_servers(&self) -> Vec<&str> {
         self.attachments
@@ -196,6 +226,32 @@ pub struct UpdateVolume {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// What Cinder may do when a retype needs the volume on another back end
+/// (`os-retype`'s `migration_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MigrationPolicy {
+    /// Refuse the retype rather than move the data.
+    #[default]
+    Never,
+    /// Move the data to a back end of the new type when needed.
+    OnDemand,
+}
+
+impl MigrationPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MigrationPolicy::Never => "never",
+            MigrationPolicy::OnDemand => "on-demand",
+        }
+    }
+}
+
+impl std::fmt::Display for MigrationPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `os-volume_upload_image`.
@@ -325,6 +381,68 @@ mod tests {
         assert_eq!(v.id, "x");
         assert!(v.bootable);
         assert!(v.metadata.is_empty());
+    }
+
+    #[test]
+    fn volume_image_metadata_is_read_when_the_cloud_sends_it() {
+        let v: Volume = serde_json::from_str(
+            r#"{"id":"x","volume_image_metadata":{"image_id":"img-1","image_name":"cirros","min_disk":"0","size":"13267968","os_type":"linux"}}"#,
+        )
+        .unwrap();
+        assert_eq!(v.source_image_id(), Some("img-1"));
+        let meta = v.volume_image_metadata.as_ref().unwrap();
+        assert_eq!(meta.image_name.as_deref(), Some("cirros"));
+        assert_eq!(meta.other["size"], "13267968");
+        assert_eq!(meta.other["os_type"], "linux");
+        for odd in [
+            r#"{"id":"x"}"#,
+            r#"{"id":"x","volume_image_metadata":null}"#,
+            r#"{"id":"x","volume_image_metadata":"img-1"}"#,
+            r#"{"id":"x","volume_image_metadata":[1,2]}"#,
+        ] {
+            let v: Volume = serde_json::from_str(odd).unwrap_or_else(|e| panic!("{odd}: {e}"));
+            assert_eq!(v.source_image_id(), None, "{odd}");
+        }
+        let v: Volume =
+            serde_json::from_str(r#"{"id":"x","volume_image_metadata":{"image_id":42}}"#).unwrap();
+        assert_eq!(v.source_image_id(), Some("42"));
+        let v: Volume =
+            serde_json::from_str(r#"{"id":"x","volume_image_metadata":{"image_id":{}}}"#).unwrap();
+        assert_eq!(v.source_image_id(), None);
+    }
+
+    #[test]
+    fn create_body_sends_image_ref_as_cinder_spells_it() {
+        let body = serde_json::to_value(CreateVolume {
+            size: 10,
+            image_ref: Some("img-1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(body, serde_json::json!({"size": 10, "imageRef": "img-1"}));
+    }
+
+    #[test]
+    fn migration_policies_are_cinders_words() {
+        assert_eq!(MigrationPolicy::Never.as_str(), "never");
+        assert_eq!(MigrationPolicy::OnDemand.as_str(), "on-demand");
+        assert_eq!(MigrationPolicy::default(), MigrationPolicy::Never);
+    }
+
+    #[test]
+    fn upload_body_carries_protected_and_visibility_when_set() {
+        let mut req = UploadToImage::new("img");
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            serde_json::json!({"image_name": "img", "force": false})
+        );
+        req.protected = Some(true);
+        req.visibility = Some("shared".into());
+        let body = serde_json::to_value(&req).unwrap();
+        assert_eq!(body["protected"], true);
+        assert_eq!(body["visibility"], "shared");
+        req.protected = Some(false);
+        assert_eq!(serde_json::to_value(&req).unwrap()["protected"], false);
     }
 
     #[test]
