@@ -16,13 +16,13 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::app::Shared;
 use crate::config::Transitions;
 use crate::http::{
     ApiError, ApiResult, Dialect, Query, base_url, cinder_time, header_str, json_bytes,
     json_response, loose_bool, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized, stable_id};
-use crate::server::Shared;
 use crate::state::{Change, Image, State as Cloud, Target, Token, Volume};
 
 /// Which URL prefix a request came through.

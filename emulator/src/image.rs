@@ -14,14 +14,13 @@ use chrono::Utc;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha512};
 
+use crate::app::Shared;
 use crate::http::{
     ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, json_bytes,
     json_response, no_content, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized};
-use crate::server::Shared;
 use crate::state::{Change, Image, Member, State as Cloud, Target};
 
 const DEFAULT_LIMIT: usize = 25;
@@ -95,13 +94,6 @@ pub fn routes() -> Router<Shared> {
             "/image/v2/images/{image_id}/members/{member_id}",
             get(show_member).put(update_member).delete(delete_member),
         )
-}
-
-pub fn sha512_hex(data: &[u8]) -> String {
-    Sha512::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 // ---- errors ------------------------------------------------------------------
@@ -822,8 +814,8 @@ async fn upload_file(
         }
         img.size = Some(body.len() as u64);
         img.virtual_size = None;
-        img.checksum = Some(crate::md5::hex(&body));
-        img.os_hash_value = Some(sha512_hex(&body));
+        img.checksum = Some(crate::digest::md5_hex(&body));
+        img.os_hash_value = Some(crate::digest::sha512_hex(&body));
         img.data = Some(body);
         img.status = "saving".to_string();
         img.updated_at = Utc::now();

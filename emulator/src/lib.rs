@@ -18,12 +18,14 @@
 //! reading of the API documents in `shared/seeds/`.
 
 mod admin;
+mod app;
 mod block_storage;
 mod config;
+mod digest;
+mod fault;
 mod http;
 mod identity;
 mod image;
-mod md5;
 mod scp;
 mod server;
 mod state;

@@ -1,5 +1,5 @@
 //! The in-memory cloud: volumes, snapshots, images, tokens, fault rules and
-//! request counts, all behind one mutex (see [`crate::server::App`]).
+//! request counts, all behind one mutex (see [`crate::app::App`]).
 //!
 //! Asynchronous transitions are computed lazily: each one is an [`Event`]
 //! with a due time in a heap, and every access to the state first applies
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::admin::FaultRule;
+use crate::fault::FaultRule;
 
 #[derive(Debug, Clone)]
 pub struct Volume {
@@ -298,8 +298,8 @@ impl State {
                         img.status = "active".to_string();
                         img.size = Some(size);
                         img.virtual_size = Some(size);
-                        img.checksum = Some(crate::md5::hex(seed.as_bytes()));
-                        img.os_hash_value = Some(crate::image::sha512_hex(seed.as_bytes()));
+                        img.checksum = Some(crate::digest::md5_hex(seed.as_bytes()));
+                        img.os_hash_value = Some(crate::digest::sha512_hex(seed.as_bytes()));
                     }
                     Change::ImageGone => {
                         self.images.remove(&id);
