@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cloudvol_emulator::Config;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 const DEMO: &str = "6cdebe3eb0094910bc41f1d42ebe4cb7";
@@ -276,6 +278,20 @@ async fn fill(http: &reqwest::Client, token: &str, url: &str, body: impl Fn(usiz
     }
 }
 
+/// A list answer of either API, items left unparsed.
+#[derive(Deserialize)]
+struct Page {
+    volumes: Option<Vec<IgnoredAny>>,
+    images: Option<Vec<IgnoredAny>>,
+    volumes_links: Option<Vec<Href>>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Href {
+    href: String,
+}
+
 /// GETs `url`, then (if `all_pages`) every `next` page; returns the number of
 /// pages and checks that a full walk saw `MANY` items.
 async fn walk(
@@ -288,7 +304,8 @@ async fn walk(
     let mut next = Some(url.to_string());
     let (mut pages, mut items) = (0, 0);
     while let Some(url) = next.take() {
-        let page: Value = http
+        // Only what the walk needs: the items are counted, not built.
+        let page: Page = http
             .get(&url)
             .header("X-Auth-Token", token)
             .send()
@@ -298,19 +315,11 @@ async fn walk(
             .await
             .expect("list json");
         pages += 1;
-        let (list, link) = match page.get("volumes") {
-            Some(v) => (
-                v,
-                page["volumes_links"][0]["href"]
-                    .as_str()
-                    .map(str::to_string),
-            ),
-            None => (
-                &page["images"],
-                page["next"].as_str().map(|n| format!("{base}/image{n}")),
-            ),
+        items += page.volumes.or(page.images).map_or(0, |v| v.len());
+        let link = match page.volumes_links {
+            Some(links) => links.into_iter().next().map(|l| l.href),
+            None => page.next.map(|n| format!("{base}/image{n}")),
         };
-        items += list.as_array().map_or(0, Vec::len);
         if all_pages {
             next = link;
         }

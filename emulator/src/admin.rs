@@ -3,7 +3,7 @@
 //! counts, raw listings and reset. Also the middleware that counts cloud
 //! requests and applies fault rules to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Router;
@@ -76,17 +76,16 @@ fn volume_not_found(id: &str) -> ApiError {
 async fn list_volumes(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let base = base_url(&headers, &app.fallback_base);
     let volumes = app.with(|s| {
+        let mut snapshots: HashMap<&str, Vec<&str>> = HashMap::new();
+        for x in s.snapshots.values() {
+            snapshots.entry(&x.volume_id).or_default().push(&x.id);
+        }
         let mut vols: Vec<_> = s.volumes.values().collect();
         vols.sort_by_key(|v| v.seq);
         vols.into_iter()
             .map(|v| {
                 let mut view = volume_detail(v, &base, Api::V2);
-                let snaps: Vec<&str> = s
-                    .snapshots
-                    .values()
-                    .filter(|x| x.volume_id == v.id)
-                    .map(|x| x.id.as_str())
-                    .collect();
+                let snaps = snapshots.get(v.id.as_str()).cloned().unwrap_or_default();
                 view["snapshots"] = json!(snaps);
                 view
             })

@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,10 +20,11 @@ use serde_json::{Map, Value, json};
 use crate::app::Shared;
 use crate::config::Transitions;
 use crate::http::{
-    ApiError, ApiResult, Dialect, Query, base_url, cinder_time, header_str, json_bytes,
-    json_response, loose_bool, ok_json,
+    ApiError, ApiResult, CinderTime, Dialect, DisplayStr, Query, base_url, cinder_time, header_str,
+    json_bytes, json_response, loose_bool, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized, stable_id};
+use crate::listing::page_after;
 use crate::state::{Change, Image, State as Cloud, Target, Token, Volume};
 
 /// Which URL prefix a request came through.
@@ -316,17 +318,53 @@ struct Link {
     rel: &'static str,
 }
 
-fn volume_links(base: &str, api: Api, tenant: &str, id: &str) -> [Link; 2] {
+/// `{base}/block-storage[/{v}]/{tenant}/volumes/{id}`: a volume's `self`
+/// link (with the API version) or `bookmark` (without), written straight
+/// into the answer.
+struct VolumeHref<'a> {
+    base: &'a str,
+    version: Option<&'static str>,
+    tenant: &'a str,
+    id: &'a str,
+}
+
+impl fmt::Display for VolumeHref<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let VolumeHref {
+            base,
+            version,
+            tenant,
+            id,
+        } = self;
+        match version {
+            Some(v) => write!(f, "{base}/block-storage/{v}/{tenant}/volumes/{id}"),
+            None => write!(f, "{base}/block-storage/{tenant}/volumes/{id}"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VolumeLink<'a> {
+    href: DisplayStr<VolumeHref<'a>>,
+    rel: &'static str,
+}
+
+fn volume_links<'a>(base: &'a str, api: Api, tenant: &'a str, id: &'a str) -> [VolumeLink<'a>; 2] {
+    let href = |version| {
+        DisplayStr(VolumeHref {
+            base,
+            version,
+            tenant,
+            id,
+        })
+    };
     [
-        Link {
-            href: format!(
-                "{base}/block-storage/{}/{tenant}/volumes/{id}",
-                api.segment()
-            ),
+        VolumeLink {
+            href: href(Some(api.segment())),
             rel: "self",
         },
-        Link {
-            href: format!("{base}/block-storage/{tenant}/volumes/{id}"),
+        VolumeLink {
+            href: href(None),
             rel: "bookmark",
         },
     ]
@@ -336,7 +374,7 @@ fn volume_links(base: &str, api: Api, tenant: &str, id: &str) -> [Link; 2] {
 struct AttachmentView<'a> {
     server_id: &'a str,
     attachment_id: &'a str,
-    attached_at: String,
+    attached_at: CinderTime,
     host_name: Option<&'a str>,
     volume_id: &'a str,
     device: &'a str,
@@ -355,7 +393,7 @@ struct EncryptionView<'a> {
 #[derive(Serialize)]
 pub struct VolumeView<'a> {
     attachments: Vec<AttachmentView<'a>>,
-    links: [Link; 2],
+    links: [VolumeLink<'a>; 2],
     availability_zone: &'a str,
     encrypted: bool,
     #[serde(rename = "os-volume-replication:extended_status")]
@@ -375,8 +413,8 @@ pub struct VolumeView<'a> {
     consistencygroup_id: Option<()>,
     name: Option<&'a str>,
     bootable: &'static str,
-    created_at: String,
-    updated_at: Option<String>,
+    created_at: CinderTime,
+    updated_at: Option<CinderTime>,
     #[serde(rename = "os-volume-replication:driver_data")]
     driver_data: Option<()>,
     replication_status: &'static str,
@@ -385,7 +423,7 @@ pub struct VolumeView<'a> {
 }
 
 impl<'a> VolumeView<'a> {
-    pub fn new(v: &'a Volume, base: &str, api: Api) -> VolumeView<'a> {
+    pub fn new(v: &'a Volume, base: &'a str, api: Api) -> VolumeView<'a> {
         VolumeView {
             attachments: v
                 .attachments
@@ -393,7 +431,7 @@ impl<'a> VolumeView<'a> {
                 .map(|a| AttachmentView {
                     server_id: &a.server_id,
                     attachment_id: &a.id,
-                    attached_at: cinder_time(a.attached_at),
+                    attached_at: CinderTime(a.attached_at),
                     host_name: None,
                     volume_id: &v.id,
                     device: &a.device,
@@ -418,8 +456,8 @@ impl<'a> VolumeView<'a> {
             consistencygroup_id: None,
             name: v.name.as_deref(),
             bootable: if v.bootable { "true" } else { "false" },
-            created_at: cinder_time(v.created_at),
-            updated_at: v.updated_at.map(cinder_time),
+            created_at: CinderTime(v.created_at),
+            updated_at: v.updated_at.map(CinderTime),
             driver_data: None,
             replication_status: "disabled",
             nhn_encryption: v.encryption.as_ref().map(|e| EncryptionView {
@@ -437,7 +475,7 @@ pub fn volume_detail(v: &Volume, base: &str, api: Api) -> Value {
 #[derive(Serialize)]
 struct VolumeSummary<'a> {
     id: &'a str,
-    links: [Link; 2],
+    links: [VolumeLink<'a>; 2],
     name: Option<&'a str>,
 }
 
@@ -657,20 +695,16 @@ fn list(ctx: &Ctx, raw: Option<&str>, detail: bool) -> ApiResult {
     let marker = q.get("marker");
 
     let bytes = ctx.app.with(|s| -> ApiResult<Vec<u8>> {
-        let mut vols: Vec<&Volume> = s
-            .volumes
-            .values()
-            .filter(|v| v.tenant_id == ctx.tenant)
-            .filter(|v| name.is_none_or(|n| v.name.as_deref() == Some(n)))
-            .filter(|v| status.is_none_or(|st| v.status == st))
-            .filter(|v| {
-                metadata.as_ref().is_none_or(|m| {
+        let wanted = |v: &Volume| {
+            v.tenant_id == ctx.tenant
+                && name.is_none_or(|n| v.name.as_deref() == Some(n))
+                && status.is_none_or(|st| v.status == st)
+                && metadata.as_ref().is_none_or(|m| {
                     m.iter()
                         .all(|(k, val)| v.metadata.get(k).is_some_and(|x| x == val))
                 })
-            })
-            .collect();
-        vols.sort_by(|a, b| {
+        };
+        let order = |a: &Volume, b: &Volume| {
             sort.iter()
                 .map(|(key, asc)| {
                     let o = compare(a, b, *key);
@@ -678,23 +712,19 @@ fn list(ctx: &Ctx, raw: Option<&str>, detail: bool) -> ApiResult {
                 })
                 .find(|o| *o != Ordering::Equal)
                 .unwrap_or(Ordering::Equal)
-        });
-        let start = match marker {
-            None => 0,
-            Some(m) => {
-                vols.iter().position(|v| v.id == m).ok_or_else(|| {
-                    err(
-                        StatusCode::NOT_FOUND,
-                        format!("Marker {m} could not be found."),
-                    )
-                })? + 1
-            }
         };
-        let page: Vec<&Volume> = vols
-            .into_iter()
-            .skip(start.saturating_add(offset))
-            .take(limit)
-            .collect();
+        // The marker must be one of the listed volumes (filters included).
+        let marker = match marker {
+            None => None,
+            Some(m) => Some(s.volumes.get(m).filter(|v| wanted(v)).ok_or_else(|| {
+                err(
+                    StatusCode::NOT_FOUND,
+                    format!("Marker {m} could not be found."),
+                )
+            })?),
+        };
+        let candidates: Vec<&Volume> = s.volumes.values().filter(|v| wanted(v)).collect();
+        let page = page_after(candidates, marker, offset, limit, order);
         // A full page has a next link (Cinder's rule), marked by its last item.
         let volumes_links = (page.len() == limit)
             .then(|| page.last())

@@ -17,10 +17,11 @@ use serde_json::{Value, json};
 
 use crate::app::Shared;
 use crate::http::{
-    ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, json_bytes,
-    json_response, no_content, ok_json,
+    ApiError, ApiResult, Dialect, DisplayStr, GlanceTime, Query, base_url, glance_time, header_str,
+    json_bytes, json_response, no_content, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized};
+use crate::listing::page_after;
 use crate::state::{Change, Image, Member, State as Cloud, Target};
 
 const DEFAULT_LIMIT: usize = 25;
@@ -244,10 +245,13 @@ impl Serialize for ImageView<'_> {
         )?;
         m.serialize_entry("os_hash_value", &img.os_hash_value)?;
         m.serialize_entry("tags", &img.tags)?;
-        m.serialize_entry("created_at", &glance_time(img.created_at))?;
-        m.serialize_entry("updated_at", &glance_time(img.updated_at))?;
-        m.serialize_entry("self", &format!("/v2/images/{}", img.id))?;
-        m.serialize_entry("file", &format!("/v2/images/{}/file", img.id))?;
+        m.serialize_entry("created_at", &GlanceTime(img.created_at))?;
+        m.serialize_entry("updated_at", &GlanceTime(img.updated_at))?;
+        m.serialize_entry("self", &DisplayStr(format_args!("/v2/images/{}", img.id)))?;
+        m.serialize_entry(
+            "file",
+            &DisplayStr(format_args!("/v2/images/{}/file", img.id)),
+        )?;
         m.serialize_entry("schema", "/v2/schemas/image")?;
         for (k, v) in &img.properties {
             if !VIEW_KEYS.contains(&k.as_str()) {
@@ -439,8 +443,7 @@ async fn list_images(
                     .iter()
                     .all(|(k, v)| img.properties.get(*k).is_some_and(|x| x == v))
         };
-        let mut imgs: Vec<&Image> = s.images.values().filter(|i| listed(i)).collect();
-        imgs.sort_by(|a, b| {
+        let order = |a: &Image, b: &Image| {
             sort.iter()
                 .map(|(k, asc)| {
                     let o = sort_value(a, k).cmp(&sort_value(b, k));
@@ -448,17 +451,19 @@ async fn list_images(
                 })
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        let start = match q.get("marker") {
-            None => 0,
-            Some(m) => {
-                imgs.iter()
-                    .position(|i| i.id == m)
-                    .ok_or_else(|| bad_request(format!("marker {m} not found")))?
-                    + 1
-            }
         };
-        let page: Vec<&Image> = imgs.into_iter().skip(start).take(limit).collect();
+        // The marker must be one of the listed images (filters included).
+        let marker = match q.get("marker") {
+            None => None,
+            Some(m) => Some(
+                s.images
+                    .get(m)
+                    .filter(|i| listed(i))
+                    .ok_or_else(|| bad_request(format!("marker {m} not found")))?,
+            ),
+        };
+        let candidates: Vec<&Image> = s.images.values().filter(|i| listed(i)).collect();
+        let page = page_after(candidates, marker, 0, limit, order);
         // A full page has a next link, from its last image (Glance's rule).
         let next = (limit > 0 && page.len() == limit)
             .then(|| page.last())

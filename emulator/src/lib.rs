@@ -26,6 +26,7 @@ mod fault;
 mod http;
 mod identity;
 mod image;
+mod listing;
 mod scp;
 mod server;
 mod state;
