@@ -331,7 +331,7 @@ async fn create_image(State(app): State<Shared>, body: Bytes) -> ApiResult {
         min_disk: body.get("min_disk").and_then(Value::as_u64).unwrap_or(0),
         min_ram: body.get("min_ram").and_then(Value::as_u64).unwrap_or(0),
         size,
-        virtual_size: size,
+        virtual_size: body.get("virtual_size").and_then(Value::as_u64).or(size),
         checksum: size.map(|n| crate::digest::md5_hex(format!("{id}:{n}").as_bytes())),
         os_hash_value: size.map(|n| crate::digest::sha512_hex(format!("{id}:{n}").as_bytes())),
         tags,

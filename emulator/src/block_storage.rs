@@ -24,6 +24,7 @@ use crate::http::{
     json_bytes, json_response, loose_bool, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized, stable_id};
+use crate::image::{can_show, custom_properties, listed_by_default};
 use crate::listing::page_after;
 use crate::state::{Change, Image, State as Cloud, Target, Token, Volume};
 
@@ -142,13 +143,43 @@ fn invalid_field(field: &str, value: &Value, why: &str) -> ApiError {
     ))
 }
 
+/// A value as Cinder's messages print it: Python's `str()` of the decoded
+/// JSON (a top-level string bare, containers as Python literals).
 fn python_repr(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => python_literal(other),
+    }
+}
+
+/// Python's `repr()` of a decoded JSON value: `None`, `True`, `'text'`,
+/// `[1, 'a']`, `{'k': 'v'}`.
+fn python_literal(v: &Value) -> String {
     match v {
         Value::Null => "None".to_string(),
         Value::Bool(true) => "True".to_string(),
         Value::Bool(false) => "False".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(python_literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!(
+                    "{}: {}",
+                    python_literal(&Value::String(k.clone())),
+                    python_literal(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -420,6 +451,10 @@ pub struct VolumeView<'a> {
     replication_status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     nhn_encryption: Option<EncryptionView<'a>>,
+    /// Only on volumes made from an image, once it is downloaded (Cinder
+    /// shows no such key on other volumes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume_image_metadata: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> VolumeView<'a> {
@@ -464,6 +499,7 @@ impl<'a> VolumeView<'a> {
                 skm_key_id: &e.skm_key_id,
                 skm_key_version: e.skm_key_version,
             }),
+            volume_image_metadata: v.image_metadata.as_ref(),
         }
     }
 }
@@ -504,15 +540,22 @@ fn uuid_like(hex32: &str) -> String {
     )
 }
 
+/// The backend (`volume_backend_name`) that serves a volume type: the
+/// emulator has no type registry, so a type named with `ssd` (any case) is
+/// on `ssd_general`, any other on `hdd_general`.
+fn volume_backend(volume_type: &str) -> &'static str {
+    if volume_type.to_ascii_lowercase().contains("ssd") {
+        "ssd_general"
+    } else {
+        "hdd_general"
+    }
+}
+
 /// The volume type object of seed 000's upload answer (including its
 /// string `"null"`s).
 fn volume_type_object(name: &str) -> Value {
     let id = uuid_like(&stable_id(&format!("volume_type:{name}")));
-    let backend = if name.to_ascii_lowercase().contains("ssd") {
-        "ssd_general"
-    } else {
-        "hdd_general"
-    };
+    let backend = volume_backend(name);
     json!({
         "name": name,
         "qos_specs_id": uuid_like(&stable_id(&format!("qos:{name}"))),
@@ -877,6 +920,104 @@ fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// webob's text for a 400 whose handler gave no explanation.
+const GENERIC_BAD_REQUEST: &str = "The server could not comply with the request since it is either malformed or otherwise incorrect.";
+
+/// Cinder's answer when it cannot resolve an `imageRef`: unknown, or not
+/// visible to the project.
+const IMAGE_NOT_FOUND: &str = "Invalid image identifier or unable to access requested image.";
+
+/// Cinder's lookup of an `imageRef`: its last path segment (Nova sends
+/// URLs) by ID through Glance's show, which a tenant may use on its own,
+/// public and community images and on shared ones it is a member of,
+/// whatever the member status; failing that, the whole reference by name
+/// through Glance's default list (own, public, and shared once accepted).
+fn resolve_image<'a>(s: &'a Cloud, tenant: &str, reference: &str) -> ApiResult<&'a Image> {
+    let id = reference.rsplit('/').next().unwrap_or(reference);
+    if uuid::Uuid::parse_str(id).is_ok()
+        && let Some(img) = s.images.get(id).filter(|i| can_show(i, tenant))
+    {
+        return Ok(img);
+    }
+    let mut named = s.images.values().filter(|i| {
+        i.name.as_deref() == Some(reference) && listed_by_default(i, tenant, "accepted")
+    });
+    match (named.next(), named.next()) {
+        (Some(img), None) => Ok(img),
+        (Some(_), Some(_)) => Err(err(
+            StatusCode::CONFLICT,
+            format!("Multiple matches found for '{reference}', use an ID to be more specific."),
+        )),
+        (None, _) => Err(bad_request(IMAGE_NOT_FOUND)),
+    }
+}
+
+/// Cinder's checks of an image against the size of the volume to make
+/// from it, in its order: active, data no larger than the volume (in GiB,
+/// rounded up), `min_disk`, virtual size.
+fn check_image_fits(img: &Image, size: u64) -> ApiResult<()> {
+    if img.status != "active" {
+        return Err(bad_request(format!(
+            "Invalid input received: Image {} is not active.",
+            img.id
+        )));
+    }
+    let data_gib = img.size.unwrap_or(0).div_ceil(GIB);
+    if data_gib > size {
+        return Err(bad_request(format!(
+            "Invalid input received: Size of specified image {data_gib}GB is larger than volume size {size}GB."
+        )));
+    }
+    if size < img.min_disk {
+        return Err(bad_request(format!(
+            "Invalid input received: Volume size {size}GB cannot be smaller than the image minDisk size {}GB.",
+            img.min_disk
+        )));
+    }
+    if let Some(virtual_gib) = img.virtual_size.map(|v| v.div_ceil(GIB))
+        && virtual_gib > size
+    {
+        return Err(bad_request(format!(
+            "Image {} is unacceptable: Image virtual size is {virtual_gib}GB and doesn't fit in a volume of size {size}GB.",
+            img.id
+        )));
+    }
+    Ok(())
+}
+
+/// What Cinder copies from an image into the `volume_image_metadata` of a
+/// volume made from it: the custom properties, `signature_verified`, the
+/// image's ID and name, its formats, checksum, `min_disk`, `min_ram` and
+/// size, every value a string.
+fn volume_image_metadata(img: &Image) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = custom_properties(img)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut set = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    set("signature_verified", "False".to_string());
+    set("image_id", img.id.clone());
+    if let Some(name) = img.name.as_ref().filter(|n| !n.is_empty()) {
+        set("image_name", name.clone());
+    }
+    for (k, v) in [
+        ("checksum", &img.checksum),
+        ("container_format", &img.container_format),
+        ("disk_format", &img.disk_format),
+    ] {
+        if let Some(v) = v {
+            set(k, v.clone());
+        }
+    }
+    set("min_disk", img.min_disk.to_string());
+    set("min_ram", img.min_ram.to_string());
+    if let Some(size) = img.size {
+        set("size", size.to_string());
+    }
+    m
+}
+
 async fn create_volume(
     State(app): State<Shared>,
     Extension(api): Extension<Api>,
@@ -909,11 +1050,23 @@ async fn create_volume(
             loose_bool(x).ok_or_else(|| invalid_field("multiattach", x, "is not a boolean"))?
         }
     };
-    if v.get("imageRef").is_some_and(|x| !x.is_null()) {
-        return Err(bad_request(
-            "Invalid input received: creating a volume from an image (imageRef) is not emulated.",
-        ));
-    }
+    // `image_id` is Cinder's other name for `imageRef` (and wins over it).
+    let image_field = if v.contains_key("image_id") {
+        "image_id"
+    } else {
+        "imageRef"
+    };
+    let image_ref = match v.get(image_field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r.clone()),
+        Some(x) => {
+            return Err(invalid_field(
+                image_field,
+                x,
+                &format!("{} is not of type 'string', 'null'", python_repr(x)),
+            ));
+        }
+    };
     let encryption = match v.get("nhn_encryption") {
         None | Some(Value::Null) => None,
         Some(Value::Object(enc)) => {
@@ -936,49 +1089,83 @@ async fn create_volume(
             ));
         }
     };
-    if snapshot_id.is_some() && source_volid.is_some() {
-        return Err(bad_request(
-            "Invalid input received: Cannot create volume from both a snapshot and a source volume.",
-        ));
-    }
 
-    let delay = app.config.transitions.volume_create;
+    let Transitions {
+        volume_create,
+        volume_download,
+        ..
+    } = app.config.transitions;
     let view = app.with(|s| -> ApiResult<Value> {
-        let mut inherited_type = None;
-        let source_size = if let Some(sid) = &snapshot_id {
-            let snap = s
-                .snapshots
-                .get(sid)
-                .filter(|x| x.tenant_id == ctx.tenant)
-                .ok_or_else(|| {
-                    err(
-                        StatusCode::NOT_FOUND,
-                        format!("Snapshot {sid} could not be found."),
-                    )
-                })?;
-            inherited_type = s.volumes.get(&snap.volume_id).map(|v| v.volume_type.clone());
-            Some(("snapshot", snap.size))
-        } else if let Some(src) = &source_volid {
-            let vol = find(s, &ctx.tenant, src)?;
-            inherited_type = Some(vol.volume_type.clone());
-            Some(("source volume", vol.size))
-        } else {
-            None
+        // Cinder looks up the snapshot, then the source volume (404 each).
+        let snapshot = snapshot_id
+            .as_ref()
+            .map(|sid| {
+                let snap = s
+                    .snapshots
+                    .get(sid)
+                    .filter(|x| x.tenant_id == ctx.tenant)
+                    .ok_or_else(|| {
+                        err(
+                            StatusCode::NOT_FOUND,
+                            format!("Snapshot {sid} could not be found."),
+                        )
+                    })?;
+                let volume_type = s.volumes.get(&snap.volume_id).map(|v| v.volume_type.clone());
+                Ok(("snapshot", snap.size, volume_type))
+            })
+            .transpose()?;
+        let source = source_volid
+            .as_ref()
+            .map(|src| {
+                find(s, &ctx.tenant, src)
+                    .map(|v| ("source volume", v.size, Some(v.volume_type.clone())))
+            })
+            .transpose()?;
+        let (source_size, mut inherited_type) = match snapshot.or(source) {
+            Some((what, size, volume_type)) => (Some((what, size)), volume_type),
+            None => (None, None),
         };
-        let size = match (size, source_size) {
-            (Some(n), Some((what, src))) if n < src => {
+        // Cinder resolves the image after the snapshot and the source volume,
+        // and checks it against the size after the size rules.
+        let image = image_ref
+            .as_deref()
+            .map(|r| resolve_image(s, &ctx.tenant, r))
+            .transpose()?;
+        let size = match size.or(source_size.map(|(_, n)| n)) {
+            Some(n) => n,
+            // Cinder's size check fails on the missing value (a TypeError it
+            // answers with webob's generic text).
+            None => return Err(bad_request(GENERIC_BAD_REQUEST)),
+        };
+        if usize::from(snapshot_id.is_some())
+            + usize::from(source_volid.is_some())
+            + usize::from(image.is_some())
+            > 1
+        {
+            return Err(bad_request(
+                "Invalid input received: May specify only one of backup, imageRef, snapshot, source volume",
+            ));
+        }
+        match source_size {
+            Some(("snapshot", src)) if size < src => {
                 return Err(bad_request(format!(
-                    "Invalid input received: Volume size '{n}'GB cannot be smaller than the {what} size {src}GB. They must be >= original {what} size."
+                    "Invalid input received: Volume size '{size}'GB cannot be smaller than the snapshot size {src}GB. They must be >= original snapshot size."
                 )));
             }
-            (Some(n), _) => n,
-            (None, Some((_, src))) => src,
-            (None, None) => {
-                return Err(bad_request(
-                    "Invalid input received: Volume size 'None' must be an integer and greater than 0",
-                ));
+            Some((_, src)) if size < src => {
+                return Err(bad_request(format!(
+                    "Invalid input received: Volume size '{size}'GB cannot be smaller than original volume size  {src}GB. They must be >= original volume size."
+                )));
             }
-        };
+            _ => {}
+        }
+        if let Some(img) = image {
+            check_image_fits(img, size)?;
+            if inherited_type.is_none() {
+                inherited_type = img.properties.get("cinder_img_volume_type").cloned();
+            }
+        }
+        let image_metadata = image.map(volume_image_metadata);
         let now = Utc::now();
         let seq = s.next_seq();
         let vol = Volume {
@@ -1000,6 +1187,7 @@ async fn create_volume(
             encryption,
             bootable: false,
             multiattach,
+            image_metadata: None,
             created_at: now,
             updated_at: None,
             seq,
@@ -1008,7 +1196,22 @@ async fn create_volume(
         let view = ctx.view(&vol);
         let id = vol.id.clone();
         s.volumes.insert(id.clone(), vol);
-        s.schedule(Target::Volume(id), delay, Change::VolumeStatus("available"));
+        let target = Target::Volume(id);
+        match image_metadata {
+            None => s.schedule(target, volume_create, Change::VolumeStatus("available")),
+            Some(image_metadata) => {
+                s.schedule(
+                    target.clone(),
+                    volume_create,
+                    Change::VolumeStatus("downloading"),
+                );
+                s.schedule(
+                    target,
+                    volume_create + volume_download,
+                    Change::VolumeDownloaded { image_metadata },
+                );
+            }
+        }
         Ok(view)
     })?;
     Ok(json_response(
@@ -1225,7 +1428,11 @@ fn validate_upload(params: &Value, nhn_params: bool) -> ApiResult<UploadRequest>
             Some(v) => Err(invalid_field(
                 key,
                 v,
-                &format!("{} is not one of {allowed:?}", python_repr(v)),
+                &format!(
+                    "{} is not one of {}",
+                    python_literal(v),
+                    python_literal(&json!(allowed))
+                ),
             )),
         }
     };

@@ -253,13 +253,19 @@ impl Serialize for ImageView<'_> {
             &DisplayStr(format_args!("/v2/images/{}/file", img.id)),
         )?;
         m.serialize_entry("schema", "/v2/schemas/image")?;
-        for (k, v) in &img.properties {
-            if !VIEW_KEYS.contains(&k.as_str()) {
-                m.serialize_entry(k, v)?;
-            }
+        for (k, v) in custom_properties(img) {
+            m.serialize_entry(k, v)?;
         }
         m.end()
     }
+}
+
+/// The custom properties Glance shows at the top level of an image (those
+/// whose names no core attribute has).
+pub fn custom_properties(img: &Image) -> impl Iterator<Item = (&String, &String)> {
+    img.properties
+        .iter()
+        .filter(|(k, _)| !VIEW_KEYS.contains(&k.as_str()))
 }
 
 pub fn image_view(img: &Image) -> Value {
@@ -415,10 +421,7 @@ async fn list_images(
         let listed = |img: &Image| -> bool {
             let own = img.owner == tenant;
             let by_visibility = match visibility {
-                None => {
-                    own || img.visibility == "public"
-                        || (img.visibility == "shared" && member_ok(img, &tenant, member_status))
-                }
+                None => listed_by_default(img, &tenant, member_status),
                 Some("all") => {
                     own || img.visibility == "public"
                         || img.visibility == "community"
@@ -492,6 +495,15 @@ struct ImageList<'a> {
     first: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
+}
+
+/// Whether an image list without a `visibility` filter holds `img` for
+/// `tenant`: its own, public ones, and shared ones whose membership has
+/// `member_status` (`accepted` unless the request says otherwise).
+pub fn listed_by_default(img: &Image, tenant: &str, member_status: &str) -> bool {
+    img.owner == tenant
+        || img.visibility == "public"
+        || (img.visibility == "shared" && member_ok(img, tenant, member_status))
 }
 
 fn member_ok(img: &Image, tenant: &str, member_status: &str) -> bool {
@@ -818,7 +830,7 @@ async fn upload_file(
             ));
         }
         img.size = Some(body.len() as u64);
-        img.virtual_size = None;
+        img.virtual_size = Some(virtual_size(img.disk_format.as_deref(), &body));
         img.checksum = Some(crate::digest::md5_hex(&body));
         img.os_hash_value = Some(crate::digest::sha512_hex(&body));
         img.data = Some(body);
@@ -832,6 +844,21 @@ async fn upload_file(
         Ok(())
     })?;
     Ok(no_content())
+}
+
+/// The virtual size Glance records for uploaded data: a qcow2 image's from
+/// its header, anything else's its length (what Glance's format inspector
+/// gives for raw data).
+fn virtual_size(disk_format: Option<&str>, data: &[u8]) -> u64 {
+    const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
+    match (disk_format, data.get(24..32)) {
+        (Some("qcow2"), Some(size)) if data.starts_with(QCOW2_MAGIC) => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(size);
+            u64::from_be_bytes(be)
+        }
+        _ => data.len() as u64,
+    }
 }
 
 async fn download_file(

@@ -35,6 +35,9 @@ pub struct Volume {
     pub encryption: Option<Encryption>,
     pub bootable: bool,
     pub multiattach: bool,
+    /// What Cinder copies from the image a volume was made from
+    /// (`volume_image_metadata`), once the image is downloaded.
+    pub image_metadata: Option<BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: Option<DateTime<Utc>>,
     /// Creation order; the tie-breaker for equal `created_at`.
@@ -133,6 +136,11 @@ pub enum Change {
     },
     /// An upload finished: back to `in-use` if attached, else `available`.
     VolumeUploadDone,
+    /// The image of a volume made from one is copied: `available`, bootable,
+    /// with the image's metadata.
+    VolumeDownloaded {
+        image_metadata: BTreeMap<String, String>,
+    },
     ImageStatus(&'static str),
     /// An upload from a volume finished: `active`, with a size and hashes.
     ImageActivated {
@@ -183,6 +191,16 @@ pub struct State {
     pub counts: BTreeMap<String, u64>,
     events: BinaryHeap<Reverse<Event>>,
     seq: u64,
+}
+
+/// Where a volume comes back to after an upload or a detach:
+/// `in-use` while attached, else `available`.
+fn settled_status(v: &Volume) -> &'static str {
+    if v.attachments.is_empty() {
+        "available"
+    } else {
+        "in-use"
+    }
 }
 
 /// The wall-clock time of a monotonic instant (for events applied late).
@@ -265,20 +283,13 @@ impl State {
                             Some(s) => v.attachments.retain(|a| a.server_id != s),
                             None => v.attachments.clear(),
                         }
-                        v.status = if v.attachments.is_empty() {
-                            "available"
-                        } else {
-                            "in-use"
-                        }
-                        .to_string();
+                        v.status = settled_status(v).to_string();
                     }
-                    Change::VolumeUploadDone => {
-                        v.status = if v.attachments.is_empty() {
-                            "available"
-                        } else {
-                            "in-use"
-                        }
-                        .to_string();
+                    Change::VolumeUploadDone => v.status = settled_status(v).to_string(),
+                    Change::VolumeDownloaded { image_metadata } => {
+                        v.status = "available".to_string();
+                        v.bootable = true;
+                        v.image_metadata = Some(image_metadata);
                     }
                     Change::ImageStatus(_) | Change::ImageActivated { .. } | Change::ImageGone => {}
                 }
@@ -356,6 +367,7 @@ mod tests {
             encryption: None,
             bootable: false,
             multiattach: false,
+            image_metadata: None,
             created_at: Utc::now(),
             updated_at: None,
             seq: 1,

@@ -4,6 +4,7 @@
 mod admin;
 mod binary;
 mod common;
+mod from_image;
 mod identity;
 mod images;
 mod scp;
