@@ -542,7 +542,8 @@ fn uuid_like(hex32: &str) -> String {
 
 /// The backend (`volume_backend_name`) that serves a volume type: the
 /// emulator has no type registry, so a type named with `ssd` (any case) is
-/// on `ssd_general`, any other on `hdd_general`.
+/// on `ssd_general`, any other on `hdd_general`. A retype between types of
+/// different backends needs a migration.
 fn volume_backend(volume_type: &str) -> &'static str {
     if volume_type.to_ascii_lowercase().contains("ssd") {
         "ssd_general"
@@ -1317,6 +1318,7 @@ async fn volume_action(
     };
     match action.as_str() {
         "os-extend" => extend(&ctx, &id, params),
+        "os-retype" => retype(&ctx, &id, params),
         "os-volume_upload_image" => {
             // NHN's `visibility` / `protected` are Cinder's 3.1 parameters.
             let nhn_params = match api {
@@ -1355,6 +1357,97 @@ fn extend(ctx: &Ctx, id: &str, params: &Value) -> ApiResult {
             Target::Volume(id.to_string()),
             delay,
             Change::VolumeExtended { new_size },
+        );
+        Ok(())
+    })?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Cinder's refusal of a retype its API will not start: the volume neither
+/// `available` nor `in-use`, or the type already the volume's.
+const RETYPE_REFUSED: &str = "Invalid volume: Retype needs volume to be in available or in-use state, not be part of an active migration or a consistency group, requested type has to be different that the one from the volume, and for in-use volumes front-end qos specs cannot change.";
+
+/// `os-retype`: Cinder's schema, then the volume, the type (any name but
+/// the empty one: there is no type registry), and the state. The volume is
+/// `retyping` until `volume_retype` has passed, then back to the status it
+/// had, with the new type if its backend serves it ([`volume_backend`]) or
+/// the policy is `on-demand` (a migration); else, as Cinder's scheduler
+/// does with `never` (the default), the retype is given up and the type
+/// stays.
+fn retype(ctx: &Ctx, id: &str, params: &Value) -> ApiResult {
+    const FIELD: &str = "os-retype";
+    let obj = params.as_object().ok_or_else(|| {
+        invalid_field(
+            FIELD,
+            params,
+            &format!("{} is not of type 'object'", python_literal(params)),
+        )
+    })?;
+    if let Some(extra) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "new_type" | "migration_policy"))
+    {
+        return Err(invalid_field(
+            FIELD,
+            params,
+            &format!("Additional properties are not allowed ('{extra}' was unexpected)"),
+        ));
+    }
+    let new_type = match obj.get("new_type") {
+        None => {
+            return Err(invalid_field(
+                FIELD,
+                params,
+                "'new_type' is a required property",
+            ));
+        }
+        Some(Value::String(t)) => t.clone(),
+        Some(x) => {
+            return Err(invalid_field(
+                "new_type",
+                x,
+                &format!("{} is not of type 'string'", python_literal(x)),
+            ));
+        }
+    };
+    let may_migrate = match obj.get("migration_policy").map(|p| (p, p.as_str())) {
+        None | Some((_, Some("never"))) => false,
+        Some((_, Some("on-demand"))) => true,
+        Some((x, _)) => {
+            return Err(invalid_field(
+                "migration_policy",
+                x,
+                &format!("{} is not one of ['on-demand', 'never']", python_literal(x)),
+            ));
+        }
+    };
+    let delay = ctx.app.config.transitions.volume_retype;
+    ctx.app.with(|s| -> ApiResult<()> {
+        let vol = find_mut(s, &ctx.tenant, id)?;
+        if new_type.is_empty() {
+            return Err(err(
+                StatusCode::NOT_FOUND,
+                "Volume type with name  could not be found.",
+            ));
+        }
+        let previous_status = match vol.status.as_str() {
+            "available" => "available",
+            "in-use" => "in-use",
+            _ => return Err(bad_request(RETYPE_REFUSED)),
+        };
+        if vol.volume_type == new_type {
+            return Err(bad_request(RETYPE_REFUSED));
+        }
+        let in_place = volume_backend(&vol.volume_type) == volume_backend(&new_type);
+        vol.status = "retyping".to_string();
+        vol.updated_at = Some(Utc::now());
+        s.schedule(
+            Target::Volume(id.to_string()),
+            delay,
+            Change::VolumeRetyped {
+                previous_status,
+                volume_type: (in_place || may_migrate).then_some(new_type),
+            },
         );
         Ok(())
     })?;

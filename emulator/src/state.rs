@@ -141,6 +141,13 @@ pub enum Change {
     VolumeDownloaded {
         image_metadata: BTreeMap<String, String>,
     },
+    /// A retype ended: back to the status it started from (`available` or
+    /// `in-use`), with the new type, or the old one when the retype was given
+    /// up (`None`).
+    VolumeRetyped {
+        previous_status: &'static str,
+        volume_type: Option<String>,
+    },
     ImageStatus(&'static str),
     /// An upload from a volume finished: `active`, with a size and hashes.
     ImageActivated {
@@ -290,6 +297,15 @@ impl State {
                         v.status = "available".to_string();
                         v.bootable = true;
                         v.image_metadata = Some(image_metadata);
+                    }
+                    Change::VolumeRetyped {
+                        previous_status,
+                        volume_type,
+                    } => {
+                        v.status = previous_status.to_string();
+                        if let Some(t) = volume_type {
+                            v.volume_type = t;
+                        }
                     }
                     Change::ImageStatus(_) | Change::ImageActivated { .. } | Change::ImageGone => {}
                 }

@@ -7,6 +7,7 @@ mod common;
 mod from_image;
 mod identity;
 mod images;
+mod retype;
 mod scp;
 mod upload;
 mod volumes;
