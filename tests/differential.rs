@@ -67,6 +67,11 @@ differential!(
     image_tags,
     image_data,
     other_tenants_resources,
+    volume_from_image,
+    volume_from_image_refusals,
+    volume_from_shared_and_public_images,
+    volume_from_large_image,
+    retype,
 );
 
 fn unique(prefix: &str) -> String {
@@ -1429,6 +1434,495 @@ async fn other_tenants_resources(b: &Backend) {
 
     delete_image(&a, &image_id).await;
     delete_volume(&a, &id).await;
+}
+
+// ---- volumes from images --------------------------------------------------------------
+
+/// The data of the images volumes are made from: 1 MiB of zeros, small enough for every
+/// test, and really downloaded by Cinder into the new volume.
+const IMAGE_DATA_LEN: usize = 1 << 20;
+
+/// Cinder's answer for an image reference it cannot resolve: unknown, or not visible.
+const IMAGE_NOT_FOUND: &str = "Invalid image identifier or unable to access requested image.";
+
+/// An `active` raw image of the session's project (custom property `os_type`) holding
+/// [`IMAGE_DATA_LEN`] bytes; `extra` adds attributes at creation.
+async fn image_with_data(s: &Session, extra: Value) -> Value {
+    let image = create_image(s, extra).await;
+    let id = image["id"].as_str().unwrap().to_string();
+    s.send(
+        Method::PUT,
+        s.images(&format!("/images/{id}/file")),
+        Some(Body::Bytes(
+            "application/octet-stream",
+            vec![0; IMAGE_DATA_LEN],
+        )),
+        &[],
+    )
+    .await
+    .expect_status(204);
+    wait_image(s, &id, &["queued", "saving", "active"], "active").await
+}
+
+/// `POST /volumes` with `volume`; expects 202 `creating`, not yet bootable, no image
+/// metadata yet. Returns the new volume's ID.
+async fn create_volume_from_image(s: &Session, volume: Value) -> String {
+    let r = s
+        .post(s.volumes("/volumes"), json!({ "volume": volume }))
+        .await;
+    r.expect_status(202);
+    let v = &r.body["volume"];
+    assert_shape("volume created from an image", v, VOLUME_FIELDS);
+    assert_eq!(v["status"], "creating", "{r}");
+    assert_eq!(v["bootable"], "false", "not bootable until downloaded: {r}");
+    assert!(
+        v.get("volume_image_metadata").is_none(),
+        "no image metadata before the download: {r}"
+    );
+    v["id"].as_str().unwrap().to_string()
+}
+
+async fn post_volume(s: &Session, volume: Value) -> backend::Reply {
+    s.post(s.volumes("/volumes"), json!({ "volume": volume }))
+        .await
+}
+
+/// Waits for a volume made from an image: `creating` -> `downloading` -> `available`.
+async fn wait_downloaded(s: &Session, id: &str) -> Value {
+    wait_volume(
+        s,
+        id,
+        &["creating", "downloading", "available"],
+        "available",
+    )
+    .await
+}
+
+/// What Cinder shows of the image a volume was made from: bootable, and
+/// `volume_image_metadata` with the image's ID, name, formats, checksum, sizes (as strings)
+/// and custom properties.
+fn assert_made_from(volume: &Value, image: &Value) {
+    assert_eq!(volume["bootable"], "true", "made from an image: {volume}");
+    let m = &volume["volume_image_metadata"];
+    assert_eq!(m["image_id"], image["id"], "{volume}");
+    assert_eq!(m["image_name"], image["name"], "{volume}");
+    for key in ["checksum", "container_format", "disk_format"] {
+        assert_eq!(m[key], image[key], "volume_image_metadata.{key}: {volume}");
+    }
+    for key in ["min_disk", "min_ram", "size"] {
+        assert_eq!(
+            m[key],
+            json!(image[key].to_string()),
+            "volume_image_metadata.{key} is the image's, as a string: {volume}"
+        );
+    }
+    assert_eq!(m["os_type"], "linux", "custom properties too: {volume}");
+    assert_eq!(m["signature_verified"], "False", "{volume}");
+}
+
+async fn volume_from_image(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let image = image_with_data(&s, json!({"visibility": "private"})).await;
+    let image_id = image["id"].as_str().unwrap().to_string();
+
+    // By ID.
+    let name = unique("dt-from-image");
+    let id =
+        create_volume_from_image(&s, json!({"size": 1, "imageRef": image_id, "name": name})).await;
+    let v = wait_downloaded(&s, &id).await;
+    assert_shape("volume made from an image", &v, VOLUME_FIELDS);
+    assert_made_from(&v, &image);
+    let r = s
+        .get(s.volumes(&format!("/volumes/detail?name={name}")))
+        .await;
+    r.expect_status(200);
+    assert_eq!(
+        r.body["volumes"][0]["volume_image_metadata"]["image_id"],
+        json!(image_id),
+        "the detail list shows it too: {r}"
+    );
+
+    // By name, and with `image_id`, Cinder's other spelling of `imageRef`.
+    let by_name = create_volume_from_image(&s, json!({"size": 1, "imageRef": image["name"]})).await;
+    let by_alias = create_volume_from_image(&s, json!({"size": 1, "image_id": image_id})).await;
+    for other in [&by_name, &by_alias] {
+        let v = wait_downloaded(&s, other).await;
+        assert_made_from(&v, &image);
+    }
+    for v in [&id, &by_name, &by_alias] {
+        delete_volume(&s, v).await;
+    }
+    delete_image(&s, &image_id).await;
+}
+
+/// A qcow2 file of `virtual_size` bytes holding no data, laid out as
+/// `qemu-img create -f qcow2` lays it out (version 3, 64 KiB clusters: header, refcount
+/// table, refcount block, L1 table). Glance reads the virtual size from its header.
+fn empty_qcow2(virtual_size: u64) -> Vec<u8> {
+    const CLUSTER: usize = 1 << 16;
+    let l1_entries = virtual_size.div_ceil(CLUSTER as u64 * (CLUSTER as u64 / 8)) as usize;
+    let mut file = vec![0u8; 3 * CLUSTER + 8 * l1_entries];
+    let mut put = |at: usize, bytes: &[u8]| file[at..at + bytes.len()].copy_from_slice(bytes);
+    put(0, b"QFI\xfb");
+    put(4, &3u32.to_be_bytes()); // version
+    put(20, &16u32.to_be_bytes()); // cluster_bits
+    put(24, &virtual_size.to_be_bytes());
+    put(36, &(l1_entries as u32).to_be_bytes());
+    put(40, &(3 * CLUSTER as u64).to_be_bytes()); // L1 table offset
+    put(48, &(CLUSTER as u64).to_be_bytes()); // refcount table offset
+    put(56, &1u32.to_be_bytes()); // refcount table clusters
+    put(96, &4u32.to_be_bytes()); // refcount order (16-bit refcounts)
+    put(100, &112u32.to_be_bytes()); // header length
+    put(CLUSTER, &(2 * CLUSTER as u64).to_be_bytes()); // refcount block
+    for cluster in 0..4 {
+        put(2 * CLUSTER + 2 * cluster, &1u16.to_be_bytes()); // clusters 0-3 in use
+    }
+    file
+}
+
+async fn volume_from_image_refusals(b: &Backend) {
+    let s = b.login(&b.a).await;
+    let other = b.login(&b.b).await;
+    let image = image_with_data(&s, json!({"visibility": "private"})).await;
+    let image_id = image["id"].as_str().unwrap().to_string();
+
+    // An image Cinder cannot find, by ID or by name, or one the project cannot see.
+    for image_ref in [
+        json!(uuid::Uuid::new_v4().to_string()),
+        json!(unique("dt-no-such")),
+    ] {
+        let r = post_volume(&s, json!({"size": 1, "imageRef": image_ref})).await;
+        let message = r.expect_cinder_fault(400, "badRequest");
+        assert_eq!(message, IMAGE_NOT_FOUND, "{r}");
+    }
+    let r = post_volume(&other, json!({"size": 1, "imageRef": image_id})).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message, IMAGE_NOT_FOUND,
+        "another project's private image: {r}"
+    );
+    // Not a string: the request schema.
+    let r = post_volume(&s, json!({"size": 1, "imageRef": 12})).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        "Invalid input for field/attribute imageRef. Value: 12. 12 is not of type 'string', 'null'",
+        "{r}"
+    );
+
+    // Not active.
+    let queued = create_image(&s, json!({"visibility": "private"})).await;
+    let queued_id = queued["id"].as_str().unwrap().to_string();
+    let r = post_volume(&s, json!({"size": 1, "imageRef": queued_id})).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        format!("Invalid input received: Image {queued_id} is not active."),
+        "{r}"
+    );
+    delete_image(&s, &queued_id).await;
+
+    // A size is required: Cinder takes none from the image. (Upstream the refusal is a
+    // TypeError in Cinder's size check, answered with webob's generic text.)
+    let r = post_volume(&s, json!({"imageRef": image_id})).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        "The server could not comply with the request since it is either malformed or otherwise incorrect.",
+        "{r}"
+    );
+
+    // One source at most.
+    let (source, _) = new_available_volume(&s, "dt-image-and-source").await;
+    let r = post_volume(
+        &s,
+        json!({"size": 1, "imageRef": image_id, "source_volid": source}),
+    )
+    .await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        "Invalid input received: May specify only one of backup, imageRef, snapshot, source volume",
+        "{r}"
+    );
+    delete_volume(&s, &source).await;
+
+    // Below the image's min_disk.
+    s.patch_image(
+        &image_id,
+        json!([{"op": "replace", "path": "/min_disk", "value": 3}]),
+    )
+    .await
+    .expect_status(200);
+    let r = post_volume(&s, json!({"size": 2, "imageRef": image_id})).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        "Invalid input received: Volume size 2GB cannot be smaller than the image minDisk size 3GB.",
+        "{r}"
+    );
+    delete_image(&s, &image_id).await;
+
+    // Below the image's virtual size, which Glance reads from a qcow2 header.
+    let qcow2 = create_image(&s, json!({"visibility": "private", "disk_format": "qcow2"})).await;
+    let qcow2_id = qcow2["id"].as_str().unwrap().to_string();
+    s.send(
+        Method::PUT,
+        s.images(&format!("/images/{qcow2_id}/file")),
+        Some(Body::Bytes(
+            "application/octet-stream",
+            empty_qcow2(2 << 30),
+        )),
+        &[],
+    )
+    .await
+    .expect_status(204);
+    let qcow2 = wait_image(&s, &qcow2_id, &["queued", "saving", "active"], "active").await;
+    assert_eq!(qcow2["virtual_size"], json!(2u64 << 30), "{qcow2}");
+    assert_eq!(qcow2["size"], json!(196_640), "{qcow2}");
+    let r = post_volume(&s, json!({"size": 1, "imageRef": qcow2_id})).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        format!(
+            "Image {qcow2_id} is unacceptable: Image virtual size is 2GB and doesn't fit in a volume of size 1GB."
+        ),
+        "{r}"
+    );
+    delete_image(&s, &qcow2_id).await;
+}
+
+async fn volume_from_shared_and_public_images(b: &Backend) {
+    let owner = b.login(&b.a).await;
+    let member = b.login(&b.b).await;
+    let image = image_with_data(&owner, json!({"visibility": "shared"})).await;
+    let image_id = image["id"].as_str().unwrap().to_string();
+    let membership = owner.images(&format!("/images/{image_id}/members/{}", b.b.id));
+    owner
+        .post(
+            owner.images(&format!("/images/{image_id}/members")),
+            json!({"member": b.b.id}),
+        )
+        .await
+        .expect_status(200);
+
+    // Cinder finds an image by ID through Glance's show, which a member may use whatever
+    // its member status; by name through Glance's list, which holds a shared image only
+    // once accepted.
+    for status in ["pending", "rejected", "accepted"] {
+        if status != "pending" {
+            member
+                .put(membership.clone(), Some(json!({"status": status})))
+                .await
+                .expect_status(200);
+        }
+        let id = create_volume_from_image(&member, json!({"size": 1, "imageRef": image_id})).await;
+        let v = wait_downloaded(&member, &id).await;
+        assert_made_from(&v, &image);
+        delete_volume(&member, &id).await;
+        let by_name = json!({"volume": {"size": 1, "imageRef": image["name"]}});
+        if status == "accepted" {
+            let id = create_volume_from_image(&member, by_name["volume"].clone()).await;
+            wait_downloaded(&member, &id).await;
+            delete_volume(&member, &id).await;
+        } else {
+            let r = member.post(member.volumes("/volumes"), by_name).await;
+            let message = r.expect_cinder_fault(400, "badRequest");
+            assert_eq!(
+                message, IMAGE_NOT_FOUND,
+                "by name, member status {status}: {r}"
+            );
+        }
+    }
+    delete_image(&owner, &image_id).await;
+
+    // A public image: anyone's, by ID and by name.
+    let name = unique("dt-public-source");
+    let data = vec![0; IMAGE_DATA_LEN];
+    let public_id = b.public_image(&name, &data).await;
+    let public = member
+        .get(member.images(&format!("/images/{public_id}")))
+        .await;
+    public.expect_status(200);
+    for image_ref in [json!(public_id), json!(name)] {
+        let id = create_volume_from_image(&member, json!({"size": 1, "imageRef": image_ref})).await;
+        let v = wait_downloaded(&member, &id).await;
+        assert_made_from(&v, &public.body);
+        delete_volume(&member, &id).await;
+    }
+    b.delete_public_image(&public_id).await;
+}
+
+async fn volume_from_large_image(b: &Backend) {
+    let s = b.login(&b.a).await;
+    // One byte over a GiB: 2 GiB once rounded up.
+    let size = (1u64 << 30) + 1;
+    let image_id = b
+        .large_image(&s, &b.a, &unique("dt-large-image"), size)
+        .await;
+    let image = wait_image(&s, &image_id, &["queued", "saving", "active"], "active").await;
+    assert_eq!(image["size"], json!(size), "{image}");
+
+    let r = s
+        .post(
+            s.volumes("/volumes"),
+            json!({"volume": {"size": 1, "imageRef": image_id}}),
+        )
+        .await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(
+        message,
+        "Invalid input received: Size of specified image 2GB is larger than volume size 1GB.",
+        "{r}"
+    );
+    let id = create_volume_from_image(&s, json!({"size": 2, "imageRef": image_id})).await;
+    let v = wait_downloaded(&s, &id).await;
+    assert_eq!(
+        v["volume_image_metadata"]["size"],
+        json!(size.to_string()),
+        "{v}"
+    );
+    delete_volume(&s, &id).await;
+    delete_image(&s, &image_id).await;
+}
+
+// ---- retype ----------------------------------------------------------------------------
+
+/// Cinder's one refusal for a retype its API will not start: same type, or a volume
+/// neither `available` nor `in-use`.
+const RETYPE_REFUSED: &str = "Invalid volume: Retype needs volume to be in available or in-use state, not be part of an active migration or a consistency group, requested type has to be different that the one from the volume, and for in-use volumes front-end qos specs cannot change.";
+
+/// Waits out `retyping` and returns the volume's type. The API sets `retyping` before it
+/// answers 202, so the first `until` seen is the end of the retype.
+async fn retyped(s: &Session, id: &str, until: &str) -> String {
+    wait_volume(s, id, &["retyping", until], until).await["volume_type"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn retype(b: &Backend) {
+    // Two types: one the volume's backend serves, one it does not (upstream a backend
+    // name the test OpenStack does not have; in the emulator a name with "ssd" in it,
+    // which it puts on another backend than the default type's).
+    b.ensure_volume_type("cloudvol-hdd", json!({})).await;
+    b.ensure_volume_type(
+        "cloudvol-ssd",
+        json!({"volume_backend_name": "ssd_general"}),
+    )
+    .await;
+    let s = b.login(&b.a).await;
+    let (id, _) = new_available_volume(&s, "dt-retype").await;
+    let volume = s.get(s.volumes(&format!("/volumes/{id}"))).await;
+    let default_type = volume.body["volume"]["volume_type"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let action = s.volumes(&format!("/volumes/{id}/action"));
+    let retype_to = |new_type: &str, policy: Option<&str>| {
+        let mut body = json!({"os-retype": {"new_type": new_type}});
+        if let Some(p) = policy {
+            body["os-retype"]["migration_policy"] = json!(p);
+        }
+        s.post(action.clone(), body)
+    };
+    let settled = |until| retyped(&s, &id, until);
+
+    // A type the backend serves: changed in place.
+    let r = retype_to("cloudvol-hdd", Some("never")).await;
+    r.expect_status(202);
+    assert!(r.text.is_empty(), "os-retype answers no body: {r}");
+    assert_eq!(settled("available").await, "cloudvol-hdd");
+
+    // The same type again; bodies the schema refuses.
+    let r = retype_to("cloudvol-hdd", None).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(message, RETYPE_REFUSED, "{r}");
+    for (body, expected) in [
+        (
+            json!({"os-retype": {}}),
+            "Invalid input for field/attribute os-retype. Value: {}. 'new_type' is a required property",
+        ),
+        (
+            json!({"os-retype": null}),
+            "Invalid input for field/attribute os-retype. Value: None. None is not of type 'object'",
+        ),
+        (
+            json!({"os-retype": {"new_type": 5}}),
+            "Invalid input for field/attribute new_type. Value: 5. 5 is not of type 'string'",
+        ),
+        (
+            json!({"os-retype": {"new_type": "cloudvol-ssd", "migration_policy": "sometimes"}}),
+            "Invalid input for field/attribute migration_policy. Value: sometimes. 'sometimes' is not one of ['on-demand', 'never']",
+        ),
+        (
+            json!({"os-retype": {"new_type": "cloudvol-ssd", "x": 1}}),
+            "Invalid input for field/attribute os-retype. Value: {'new_type': 'cloudvol-ssd', 'x': 1}. Additional properties are not allowed ('x' was unexpected)",
+        ),
+    ] {
+        let r = s.post(action.clone(), body).await;
+        let message = r.expect_cinder_fault(400, "badRequest");
+        assert_eq!(message, expected, "{r}");
+    }
+    let r = retype_to("", None).await;
+    let message = r.expect_cinder_fault(404, "itemNotFound");
+    assert_eq!(message, "Volume type with name  could not be found.", "{r}");
+
+    // A type the backend does not serve, migration not allowed (explicitly, or by
+    // default): accepted, then given up — back to `available`, the type unchanged.
+    for policy in [Some("never"), None] {
+        retype_to("cloudvol-ssd", policy).await.expect_status(202);
+        assert_eq!(settled("available").await, "cloudvol-hdd", "{policy:?}");
+    }
+    // `on-demand` to a type the backend serves: in place too.
+    retype_to(&default_type, Some("on-demand"))
+        .await
+        .expect_status(202);
+    assert_eq!(settled("available").await, default_type);
+
+    // Attached: the same rules, and back to `in-use`.
+    let server = uuid::Uuid::new_v4().to_string();
+    b.attach(&s, &id, &server).await;
+    wait_volume(
+        &s,
+        &id,
+        &["available", "reserved", "attaching", "in-use"],
+        "in-use",
+    )
+    .await;
+    retype_to("cloudvol-hdd", Some("never"))
+        .await
+        .expect_status(202);
+    assert_eq!(settled("in-use").await, "cloudvol-hdd");
+    retype_to("cloudvol-ssd", Some("never"))
+        .await
+        .expect_status(202);
+    assert_eq!(settled("in-use").await, "cloudvol-hdd");
+    b.detach(&s, &id).await;
+    wait_volume(&s, &id, &["in-use", "detaching", "available"], "available").await;
+
+    // An unknown type: a resource upstream, any name in the emulator (its README).
+    let r = retype_to("no-such-type", None).await;
+    match b.kind {
+        Kind::Emulator => {
+            r.expect_status(202);
+            assert_eq!(settled("available").await, "no-such-type");
+        }
+        Kind::OpenStack => {
+            let message = r.expect_cinder_fault(404, "itemNotFound");
+            assert_eq!(
+                message, "Volume type with name no-such-type could not be found.",
+                "{r}"
+            );
+        }
+    }
+
+    // Neither available nor in-use.
+    b.force_volume_status(&id, "error").await;
+    let r = retype_to(&default_type, None).await;
+    let message = r.expect_cinder_fault(400, "badRequest");
+    assert_eq!(message, RETYPE_REFUSED, "{r}");
+    delete_volume(&s, &id).await;
 }
 
 // ---- the operator's cloud layer against upstream ------------------------------------

@@ -3,7 +3,7 @@
 //! counts, raw listings and reset. Also the middleware that counts cloud
 //! requests and applies fault rules to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,15 +14,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::app::{ConnKill, Shared};
 use crate::block_storage::{Api, volume_detail};
+use crate::fault::{FaultRule, take_fault};
 use crate::http::{
     ApiError, ApiResult, Dialect, base_url, error_body, json_response, no_content, ok_json,
 };
 use crate::image::image_view;
-use crate::server::{ConnKill, Shared};
 use crate::state::{Attachment, Change, Image, Snapshot, Target};
 
 pub fn routes() -> Router<Shared> {
@@ -76,17 +76,16 @@ fn volume_not_found(id: &str) -> ApiError {
 async fn list_volumes(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let base = base_url(&headers, &app.fallback_base);
     let volumes = app.with(|s| {
+        let mut snapshots: HashMap<&str, Vec<&str>> = HashMap::new();
+        for x in s.snapshots.values() {
+            snapshots.entry(&x.volume_id).or_default().push(&x.id);
+        }
         let mut vols: Vec<_> = s.volumes.values().collect();
         vols.sort_by_key(|v| v.seq);
         vols.into_iter()
             .map(|v| {
                 let mut view = volume_detail(v, &base, Api::V2);
-                let snaps: Vec<&str> = s
-                    .snapshots
-                    .values()
-                    .filter(|x| x.volume_id == v.id)
-                    .map(|x| x.id.as_str())
-                    .collect();
+                let snaps = snapshots.get(v.id.as_str()).cloned().unwrap_or_default();
                 view["snapshots"] = json!(snaps);
                 view
             })
@@ -332,9 +331,9 @@ async fn create_image(State(app): State<Shared>, body: Bytes) -> ApiResult {
         min_disk: body.get("min_disk").and_then(Value::as_u64).unwrap_or(0),
         min_ram: body.get("min_ram").and_then(Value::as_u64).unwrap_or(0),
         size,
-        virtual_size: size,
-        checksum: size.map(|n| crate::md5::hex(format!("{id}:{n}").as_bytes())),
-        os_hash_value: size.map(|n| crate::image::sha512_hex(format!("{id}:{n}").as_bytes())),
+        virtual_size: body.get("virtual_size").and_then(Value::as_u64).or(size),
+        checksum: size.map(|n| crate::digest::md5_hex(format!("{id}:{n}").as_bytes())),
+        os_hash_value: size.map(|n| crate::digest::sha512_hex(format!("{id}:{n}").as_bytes())),
         tags,
         properties,
         data: None,
@@ -382,69 +381,6 @@ async fn force_image_state(
 
 // ---- faults ------------------------------------------------------------------
 
-/// One fault rule: for the next `count` requests matching `method` and the
-/// `path` glob (`*` matches any run of characters, `/` included).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultRule {
-    #[serde(default)]
-    pub method: Option<String>,
-    pub path: String,
-    #[serde(default)]
-    pub status: Option<u16>,
-    #[serde(default)]
-    pub retry_after: Option<u64>,
-    #[serde(default)]
-    pub delay_ms: Option<u64>,
-    #[serde(default)]
-    pub drop_connection: bool,
-    #[serde(default = "one")]
-    pub count: u64,
-    #[serde(default)]
-    pub after_action: bool,
-}
-
-fn one() -> u64 {
-    1
-}
-
-impl FaultRule {
-    fn matches(&self, method: &str, path: &str) -> bool {
-        self.method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && glob_match(&self.path, path)
-    }
-}
-
-/// `*` matches any run of characters (including `/`); everything else is
-/// literal.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p = pattern.as_bytes();
-    let t = text.as_bytes();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 async fn list_faults(State(app): State<Shared>) -> Response {
     let faults = app.with(|s| s.faults.clone());
     ok_json(&json!({"faults": faults}))
@@ -489,17 +425,6 @@ async fn reset_counts(State(app): State<Shared>) -> Response {
 async fn reset(State(app): State<Shared>) -> Response {
     app.with(|s| s.reset());
     no_content()
-}
-
-/// Takes one use of the first rule matching the request, if any.
-fn take_fault(faults: &mut Vec<FaultRule>, method: &str, path: &str) -> Option<FaultRule> {
-    let idx = faults.iter().position(|f| f.matches(method, path))?;
-    let rule = faults[idx].clone();
-    faults[idx].count -= 1;
-    if faults[idx].count == 0 {
-        faults.remove(idx);
-    }
-    Some(rule)
 }
 
 /// Counts every cloud request under `"<METHOD> <route template>"`, then
@@ -578,36 +503,4 @@ async fn apply_fault(rule: &FaultRule, path: &str, kill: Option<ConnKill>) -> Op
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     Some(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_star_spans_slashes() {
-        assert!(glob_match(
-            "/block-storage/*",
-            "/block-storage/v2/t/volumes"
-        ));
-        assert!(glob_match(
-            "*/action",
-            "/block-storage/v2/t/volumes/x/action"
-        ));
-        assert!(glob_match("/image/v2/images", "/image/v2/images"));
-        assert!(!glob_match("/image/v2/images", "/image/v2/images/x"));
-        assert!(glob_match("/a*b*c", "/aXXbYYc"));
-        assert!(!glob_match("/a*b*c", "/aXXbYY"));
-    }
-
-    #[test]
-    fn a_rule_is_used_count_times() {
-        let rule: FaultRule =
-            serde_json::from_value(json!({"path": "/x*", "status": 503, "count": 2}))
-                .expect("rule");
-        let mut faults = vec![rule];
-        assert!(take_fault(&mut faults, "GET", "/xa").is_some());
-        assert!(take_fault(&mut faults, "POST", "/xb").is_some());
-        assert!(take_fault(&mut faults, "GET", "/xc").is_none());
-    }
 }

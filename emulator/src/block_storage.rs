@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,13 +17,15 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::app::Shared;
 use crate::config::Transitions;
 use crate::http::{
-    ApiError, ApiResult, Dialect, Query, base_url, cinder_time, header_str, json_bytes,
-    json_response, loose_bool, ok_json,
+    ApiError, ApiResult, CinderTime, Dialect, DisplayStr, Query, base_url, cinder_time, header_str,
+    json_bytes, json_response, loose_bool, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized, stable_id};
-use crate::server::Shared;
+use crate::image::{can_show, custom_properties, listed_by_default};
+use crate::listing::page_after;
 use crate::state::{Change, Image, State as Cloud, Target, Token, Volume};
 
 /// Which URL prefix a request came through.
@@ -140,13 +143,43 @@ fn invalid_field(field: &str, value: &Value, why: &str) -> ApiError {
     ))
 }
 
+/// A value as Cinder's messages print it: Python's `str()` of the decoded
+/// JSON (a top-level string bare, containers as Python literals).
 fn python_repr(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => python_literal(other),
+    }
+}
+
+/// Python's `repr()` of a decoded JSON value: `None`, `True`, `'text'`,
+/// `[1, 'a']`, `{'k': 'v'}`.
+fn python_literal(v: &Value) -> String {
     match v {
         Value::Null => "None".to_string(),
         Value::Bool(true) => "True".to_string(),
         Value::Bool(false) => "False".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(python_literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!(
+                    "{}: {}",
+                    python_literal(&Value::String(k.clone())),
+                    python_literal(v)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -316,17 +349,53 @@ struct Link {
     rel: &'static str,
 }
 
-fn volume_links(base: &str, api: Api, tenant: &str, id: &str) -> [Link; 2] {
+/// `{base}/block-storage[/{v}]/{tenant}/volumes/{id}`: a volume's `self`
+/// link (with the API version) or `bookmark` (without), written straight
+/// into the answer.
+struct VolumeHref<'a> {
+    base: &'a str,
+    version: Option<&'static str>,
+    tenant: &'a str,
+    id: &'a str,
+}
+
+impl fmt::Display for VolumeHref<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let VolumeHref {
+            base,
+            version,
+            tenant,
+            id,
+        } = self;
+        match version {
+            Some(v) => write!(f, "{base}/block-storage/{v}/{tenant}/volumes/{id}"),
+            None => write!(f, "{base}/block-storage/{tenant}/volumes/{id}"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VolumeLink<'a> {
+    href: DisplayStr<VolumeHref<'a>>,
+    rel: &'static str,
+}
+
+fn volume_links<'a>(base: &'a str, api: Api, tenant: &'a str, id: &'a str) -> [VolumeLink<'a>; 2] {
+    let href = |version| {
+        DisplayStr(VolumeHref {
+            base,
+            version,
+            tenant,
+            id,
+        })
+    };
     [
-        Link {
-            href: format!(
-                "{base}/block-storage/{}/{tenant}/volumes/{id}",
-                api.segment()
-            ),
+        VolumeLink {
+            href: href(Some(api.segment())),
             rel: "self",
         },
-        Link {
-            href: format!("{base}/block-storage/{tenant}/volumes/{id}"),
+        VolumeLink {
+            href: href(None),
             rel: "bookmark",
         },
     ]
@@ -336,7 +405,7 @@ fn volume_links(base: &str, api: Api, tenant: &str, id: &str) -> [Link; 2] {
 struct AttachmentView<'a> {
     server_id: &'a str,
     attachment_id: &'a str,
-    attached_at: String,
+    attached_at: CinderTime,
     host_name: Option<&'a str>,
     volume_id: &'a str,
     device: &'a str,
@@ -355,7 +424,7 @@ struct EncryptionView<'a> {
 #[derive(Serialize)]
 pub struct VolumeView<'a> {
     attachments: Vec<AttachmentView<'a>>,
-    links: [Link; 2],
+    links: [VolumeLink<'a>; 2],
     availability_zone: &'a str,
     encrypted: bool,
     #[serde(rename = "os-volume-replication:extended_status")]
@@ -375,17 +444,21 @@ pub struct VolumeView<'a> {
     consistencygroup_id: Option<()>,
     name: Option<&'a str>,
     bootable: &'static str,
-    created_at: String,
-    updated_at: Option<String>,
+    created_at: CinderTime,
+    updated_at: Option<CinderTime>,
     #[serde(rename = "os-volume-replication:driver_data")]
     driver_data: Option<()>,
     replication_status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     nhn_encryption: Option<EncryptionView<'a>>,
+    /// Only on volumes made from an image, once it is downloaded (Cinder
+    /// shows no such key on other volumes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume_image_metadata: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> VolumeView<'a> {
-    pub fn new(v: &'a Volume, base: &str, api: Api) -> VolumeView<'a> {
+    pub fn new(v: &'a Volume, base: &'a str, api: Api) -> VolumeView<'a> {
         VolumeView {
             attachments: v
                 .attachments
@@ -393,7 +466,7 @@ impl<'a> VolumeView<'a> {
                 .map(|a| AttachmentView {
                     server_id: &a.server_id,
                     attachment_id: &a.id,
-                    attached_at: cinder_time(a.attached_at),
+                    attached_at: CinderTime(a.attached_at),
                     host_name: None,
                     volume_id: &v.id,
                     device: &a.device,
@@ -418,14 +491,15 @@ impl<'a> VolumeView<'a> {
             consistencygroup_id: None,
             name: v.name.as_deref(),
             bootable: if v.bootable { "true" } else { "false" },
-            created_at: cinder_time(v.created_at),
-            updated_at: v.updated_at.map(cinder_time),
+            created_at: CinderTime(v.created_at),
+            updated_at: v.updated_at.map(CinderTime),
             driver_data: None,
             replication_status: "disabled",
             nhn_encryption: v.encryption.as_ref().map(|e| EncryptionView {
                 skm_key_id: &e.skm_key_id,
                 skm_key_version: e.skm_key_version,
             }),
+            volume_image_metadata: v.image_metadata.as_ref(),
         }
     }
 }
@@ -437,7 +511,7 @@ pub fn volume_detail(v: &Volume, base: &str, api: Api) -> Value {
 #[derive(Serialize)]
 struct VolumeSummary<'a> {
     id: &'a str,
-    links: [Link; 2],
+    links: [VolumeLink<'a>; 2],
     name: Option<&'a str>,
 }
 
@@ -466,15 +540,23 @@ fn uuid_like(hex32: &str) -> String {
     )
 }
 
+/// The backend (`volume_backend_name`) that serves a volume type: the
+/// emulator has no type registry, so a type named with `ssd` (any case) is
+/// on `ssd_general`, any other on `hdd_general`. A retype between types of
+/// different backends needs a migration.
+fn volume_backend(volume_type: &str) -> &'static str {
+    if volume_type.to_ascii_lowercase().contains("ssd") {
+        "ssd_general"
+    } else {
+        "hdd_general"
+    }
+}
+
 /// The volume type object of the upload answer of NHN's Block Storage API (docs/sources.md) (including its
 /// string `"null"`s).
 fn volume_type_object(name: &str) -> Value {
     let id = uuid_like(&stable_id(&format!("volume_type:{name}")));
-    let backend = if name.to_ascii_lowercase().contains("ssd") {
-        "ssd_general"
-    } else {
-        "hdd_general"
-    };
+    let backend = volume_backend(name);
     json!({
         "name": name,
         "qos_specs_id": uuid_like(&stable_id(&format!("qos:{name}"))),
@@ -657,20 +739,16 @@ fn list(ctx: &Ctx, raw: Option<&str>, detail: bool) -> ApiResult {
     let marker = q.get("marker");
 
     let bytes = ctx.app.with(|s| -> ApiResult<Vec<u8>> {
-        let mut vols: Vec<&Volume> = s
-            .volumes
-            .values()
-            .filter(|v| v.tenant_id == ctx.tenant)
-            .filter(|v| name.is_none_or(|n| v.name.as_deref() == Some(n)))
-            .filter(|v| status.is_none_or(|st| v.status == st))
-            .filter(|v| {
-                metadata.as_ref().is_none_or(|m| {
+        let wanted = |v: &Volume| {
+            v.tenant_id == ctx.tenant
+                && name.is_none_or(|n| v.name.as_deref() == Some(n))
+                && status.is_none_or(|st| v.status == st)
+                && metadata.as_ref().is_none_or(|m| {
                     m.iter()
                         .all(|(k, val)| v.metadata.get(k).is_some_and(|x| x == val))
                 })
-            })
-            .collect();
-        vols.sort_by(|a, b| {
+        };
+        let order = |a: &Volume, b: &Volume| {
             sort.iter()
                 .map(|(key, asc)| {
                     let o = compare(a, b, *key);
@@ -678,23 +756,19 @@ fn list(ctx: &Ctx, raw: Option<&str>, detail: bool) -> ApiResult {
                 })
                 .find(|o| *o != Ordering::Equal)
                 .unwrap_or(Ordering::Equal)
-        });
-        let start = match marker {
-            None => 0,
-            Some(m) => {
-                vols.iter().position(|v| v.id == m).ok_or_else(|| {
-                    err(
-                        StatusCode::NOT_FOUND,
-                        format!("Marker {m} could not be found."),
-                    )
-                })? + 1
-            }
         };
-        let page: Vec<&Volume> = vols
-            .into_iter()
-            .skip(start.saturating_add(offset))
-            .take(limit)
-            .collect();
+        // The marker must be one of the listed volumes (filters included).
+        let marker = match marker {
+            None => None,
+            Some(m) => Some(s.volumes.get(m).filter(|v| wanted(v)).ok_or_else(|| {
+                err(
+                    StatusCode::NOT_FOUND,
+                    format!("Marker {m} could not be found."),
+                )
+            })?),
+        };
+        let candidates: Vec<&Volume> = s.volumes.values().filter(|v| wanted(v)).collect();
+        let page = page_after(candidates, marker, offset, limit, order);
         // A full page has a next link (Cinder's rule), marked by its last item.
         let volumes_links = (page.len() == limit)
             .then(|| page.last())
@@ -847,6 +921,104 @@ fn parse_metadata(v: &Value) -> ApiResult<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// webob's text for a 400 whose handler gave no explanation.
+const GENERIC_BAD_REQUEST: &str = "The server could not comply with the request since it is either malformed or otherwise incorrect.";
+
+/// Cinder's answer when it cannot resolve an `imageRef`: unknown, or not
+/// visible to the project.
+const IMAGE_NOT_FOUND: &str = "Invalid image identifier or unable to access requested image.";
+
+/// Cinder's lookup of an `imageRef`: its last path segment (Nova sends
+/// URLs) by ID through Glance's show, which a tenant may use on its own,
+/// public and community images and on shared ones it is a member of,
+/// whatever the member status; failing that, the whole reference by name
+/// through Glance's default list (own, public, and shared once accepted).
+fn resolve_image<'a>(s: &'a Cloud, tenant: &str, reference: &str) -> ApiResult<&'a Image> {
+    let id = reference.rsplit('/').next().unwrap_or(reference);
+    if uuid::Uuid::parse_str(id).is_ok()
+        && let Some(img) = s.images.get(id).filter(|i| can_show(i, tenant))
+    {
+        return Ok(img);
+    }
+    let mut named = s.images.values().filter(|i| {
+        i.name.as_deref() == Some(reference) && listed_by_default(i, tenant, "accepted")
+    });
+    match (named.next(), named.next()) {
+        (Some(img), None) => Ok(img),
+        (Some(_), Some(_)) => Err(err(
+            StatusCode::CONFLICT,
+            format!("Multiple matches found for '{reference}', use an ID to be more specific."),
+        )),
+        (None, _) => Err(bad_request(IMAGE_NOT_FOUND)),
+    }
+}
+
+/// Cinder's checks of an image against the size of the volume to make
+/// from it, in its order: active, data no larger than the volume (in GiB,
+/// rounded up), `min_disk`, virtual size.
+fn check_image_fits(img: &Image, size: u64) -> ApiResult<()> {
+    if img.status != "active" {
+        return Err(bad_request(format!(
+            "Invalid input received: Image {} is not active.",
+            img.id
+        )));
+    }
+    let data_gib = img.size.unwrap_or(0).div_ceil(GIB);
+    if data_gib > size {
+        return Err(bad_request(format!(
+            "Invalid input received: Size of specified image {data_gib}GB is larger than volume size {size}GB."
+        )));
+    }
+    if size < img.min_disk {
+        return Err(bad_request(format!(
+            "Invalid input received: Volume size {size}GB cannot be smaller than the image minDisk size {}GB.",
+            img.min_disk
+        )));
+    }
+    if let Some(virtual_gib) = img.virtual_size.map(|v| v.div_ceil(GIB))
+        && virtual_gib > size
+    {
+        return Err(bad_request(format!(
+            "Image {} is unacceptable: Image virtual size is {virtual_gib}GB and doesn't fit in a volume of size {size}GB.",
+            img.id
+        )));
+    }
+    Ok(())
+}
+
+/// What Cinder copies from an image into the `volume_image_metadata` of a
+/// volume made from it: the custom properties, `signature_verified`, the
+/// image's ID and name, its formats, checksum, `min_disk`, `min_ram` and
+/// size, every value a string.
+fn volume_image_metadata(img: &Image) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, String> = custom_properties(img)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut set = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    set("signature_verified", "False".to_string());
+    set("image_id", img.id.clone());
+    if let Some(name) = img.name.as_ref().filter(|n| !n.is_empty()) {
+        set("image_name", name.clone());
+    }
+    for (k, v) in [
+        ("checksum", &img.checksum),
+        ("container_format", &img.container_format),
+        ("disk_format", &img.disk_format),
+    ] {
+        if let Some(v) = v {
+            set(k, v.clone());
+        }
+    }
+    set("min_disk", img.min_disk.to_string());
+    set("min_ram", img.min_ram.to_string());
+    if let Some(size) = img.size {
+        set("size", size.to_string());
+    }
+    m
+}
+
 async fn create_volume(
     State(app): State<Shared>,
     Extension(api): Extension<Api>,
@@ -879,11 +1051,23 @@ async fn create_volume(
             loose_bool(x).ok_or_else(|| invalid_field("multiattach", x, "is not a boolean"))?
         }
     };
-    if v.get("imageRef").is_some_and(|x| !x.is_null()) {
-        return Err(bad_request(
-            "Invalid input received: creating a volume from an image (imageRef) is not emulated.",
-        ));
-    }
+    // `image_id` is Cinder's other name for `imageRef` (and wins over it).
+    let image_field = if v.contains_key("image_id") {
+        "image_id"
+    } else {
+        "imageRef"
+    };
+    let image_ref = match v.get(image_field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r.clone()),
+        Some(x) => {
+            return Err(invalid_field(
+                image_field,
+                x,
+                &format!("{} is not of type 'string', 'null'", python_repr(x)),
+            ));
+        }
+    };
     let encryption = match v.get("nhn_encryption") {
         None | Some(Value::Null) => None,
         Some(Value::Object(enc)) => {
@@ -906,49 +1090,83 @@ async fn create_volume(
             ));
         }
     };
-    if snapshot_id.is_some() && source_volid.is_some() {
-        return Err(bad_request(
-            "Invalid input received: Cannot create volume from both a snapshot and a source volume.",
-        ));
-    }
 
-    let delay = app.config.transitions.volume_create;
+    let Transitions {
+        volume_create,
+        volume_download,
+        ..
+    } = app.config.transitions;
     let view = app.with(|s| -> ApiResult<Value> {
-        let mut inherited_type = None;
-        let source_size = if let Some(sid) = &snapshot_id {
-            let snap = s
-                .snapshots
-                .get(sid)
-                .filter(|x| x.tenant_id == ctx.tenant)
-                .ok_or_else(|| {
-                    err(
-                        StatusCode::NOT_FOUND,
-                        format!("Snapshot {sid} could not be found."),
-                    )
-                })?;
-            inherited_type = s.volumes.get(&snap.volume_id).map(|v| v.volume_type.clone());
-            Some(("snapshot", snap.size))
-        } else if let Some(src) = &source_volid {
-            let vol = find(s, &ctx.tenant, src)?;
-            inherited_type = Some(vol.volume_type.clone());
-            Some(("source volume", vol.size))
-        } else {
-            None
+        // Cinder looks up the snapshot, then the source volume (404 each).
+        let snapshot = snapshot_id
+            .as_ref()
+            .map(|sid| {
+                let snap = s
+                    .snapshots
+                    .get(sid)
+                    .filter(|x| x.tenant_id == ctx.tenant)
+                    .ok_or_else(|| {
+                        err(
+                            StatusCode::NOT_FOUND,
+                            format!("Snapshot {sid} could not be found."),
+                        )
+                    })?;
+                let volume_type = s.volumes.get(&snap.volume_id).map(|v| v.volume_type.clone());
+                Ok(("snapshot", snap.size, volume_type))
+            })
+            .transpose()?;
+        let source = source_volid
+            .as_ref()
+            .map(|src| {
+                find(s, &ctx.tenant, src)
+                    .map(|v| ("source volume", v.size, Some(v.volume_type.clone())))
+            })
+            .transpose()?;
+        let (source_size, mut inherited_type) = match snapshot.or(source) {
+            Some((what, size, volume_type)) => (Some((what, size)), volume_type),
+            None => (None, None),
         };
-        let size = match (size, source_size) {
-            (Some(n), Some((what, src))) if n < src => {
+        // Cinder resolves the image after the snapshot and the source volume,
+        // and checks it against the size after the size rules.
+        let image = image_ref
+            .as_deref()
+            .map(|r| resolve_image(s, &ctx.tenant, r))
+            .transpose()?;
+        let size = match size.or(source_size.map(|(_, n)| n)) {
+            Some(n) => n,
+            // Cinder's size check fails on the missing value (a TypeError it
+            // answers with webob's generic text).
+            None => return Err(bad_request(GENERIC_BAD_REQUEST)),
+        };
+        if usize::from(snapshot_id.is_some())
+            + usize::from(source_volid.is_some())
+            + usize::from(image.is_some())
+            > 1
+        {
+            return Err(bad_request(
+                "Invalid input received: May specify only one of backup, imageRef, snapshot, source volume",
+            ));
+        }
+        match source_size {
+            Some(("snapshot", src)) if size < src => {
                 return Err(bad_request(format!(
-                    "Invalid input received: Volume size '{n}'GB cannot be smaller than the {what} size {src}GB. They must be >= original {what} size."
+                    "Invalid input received: Volume size '{size}'GB cannot be smaller than the snapshot size {src}GB. They must be >= original snapshot size."
                 )));
             }
-            (Some(n), _) => n,
-            (None, Some((_, src))) => src,
-            (None, None) => {
-                return Err(bad_request(
-                    "Invalid input received: Volume size 'None' must be an integer and greater than 0",
-                ));
+            Some((_, src)) if size < src => {
+                return Err(bad_request(format!(
+                    "Invalid input received: Volume size '{size}'GB cannot be smaller than original volume size  {src}GB. They must be >= original volume size."
+                )));
             }
-        };
+            _ => {}
+        }
+        if let Some(img) = image {
+            check_image_fits(img, size)?;
+            if inherited_type.is_none() {
+                inherited_type = img.properties.get("cinder_img_volume_type").cloned();
+            }
+        }
+        let image_metadata = image.map(volume_image_metadata);
         let now = Utc::now();
         let seq = s.next_seq();
         let vol = Volume {
@@ -970,6 +1188,7 @@ async fn create_volume(
             encryption,
             bootable: false,
             multiattach,
+            image_metadata: None,
             created_at: now,
             updated_at: None,
             seq,
@@ -978,7 +1197,22 @@ async fn create_volume(
         let view = ctx.view(&vol);
         let id = vol.id.clone();
         s.volumes.insert(id.clone(), vol);
-        s.schedule(Target::Volume(id), delay, Change::VolumeStatus("available"));
+        let target = Target::Volume(id);
+        match image_metadata {
+            None => s.schedule(target, volume_create, Change::VolumeStatus("available")),
+            Some(image_metadata) => {
+                s.schedule(
+                    target.clone(),
+                    volume_create,
+                    Change::VolumeStatus("downloading"),
+                );
+                s.schedule(
+                    target,
+                    volume_create + volume_download,
+                    Change::VolumeDownloaded { image_metadata },
+                );
+            }
+        }
         Ok(view)
     })?;
     Ok(json_response(
@@ -1084,6 +1318,7 @@ async fn volume_action(
     };
     match action.as_str() {
         "os-extend" => extend(&ctx, &id, params),
+        "os-retype" => retype(&ctx, &id, params),
         "os-volume_upload_image" => {
             // NHN's `visibility` / `protected` are Cinder's 3.1 parameters.
             let nhn_params = match api {
@@ -1122,6 +1357,97 @@ fn extend(ctx: &Ctx, id: &str, params: &Value) -> ApiResult {
             Target::Volume(id.to_string()),
             delay,
             Change::VolumeExtended { new_size },
+        );
+        Ok(())
+    })?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Cinder's refusal of a retype its API will not start: the volume neither
+/// `available` nor `in-use`, or the type already the volume's.
+const RETYPE_REFUSED: &str = "Invalid volume: Retype needs volume to be in available or in-use state, not be part of an active migration or a consistency group, requested type has to be different that the one from the volume, and for in-use volumes front-end qos specs cannot change.";
+
+/// `os-retype`: Cinder's schema, then the volume, the type (any name but
+/// the empty one: there is no type registry), and the state. The volume is
+/// `retyping` until `volume_retype` has passed, then back to the status it
+/// had, with the new type if its backend serves it ([`volume_backend`]) or
+/// the policy is `on-demand` (a migration); else, as Cinder's scheduler
+/// does with `never` (the default), the retype is given up and the type
+/// stays.
+fn retype(ctx: &Ctx, id: &str, params: &Value) -> ApiResult {
+    const FIELD: &str = "os-retype";
+    let obj = params.as_object().ok_or_else(|| {
+        invalid_field(
+            FIELD,
+            params,
+            &format!("{} is not of type 'object'", python_literal(params)),
+        )
+    })?;
+    if let Some(extra) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "new_type" | "migration_policy"))
+    {
+        return Err(invalid_field(
+            FIELD,
+            params,
+            &format!("Additional properties are not allowed ('{extra}' was unexpected)"),
+        ));
+    }
+    let new_type = match obj.get("new_type") {
+        None => {
+            return Err(invalid_field(
+                FIELD,
+                params,
+                "'new_type' is a required property",
+            ));
+        }
+        Some(Value::String(t)) => t.clone(),
+        Some(x) => {
+            return Err(invalid_field(
+                "new_type",
+                x,
+                &format!("{} is not of type 'string'", python_literal(x)),
+            ));
+        }
+    };
+    let may_migrate = match obj.get("migration_policy").map(|p| (p, p.as_str())) {
+        None | Some((_, Some("never"))) => false,
+        Some((_, Some("on-demand"))) => true,
+        Some((x, _)) => {
+            return Err(invalid_field(
+                "migration_policy",
+                x,
+                &format!("{} is not one of ['on-demand', 'never']", python_literal(x)),
+            ));
+        }
+    };
+    let delay = ctx.app.config.transitions.volume_retype;
+    ctx.app.with(|s| -> ApiResult<()> {
+        let vol = find_mut(s, &ctx.tenant, id)?;
+        if new_type.is_empty() {
+            return Err(err(
+                StatusCode::NOT_FOUND,
+                "Volume type with name  could not be found.",
+            ));
+        }
+        let previous_status = match vol.status.as_str() {
+            "available" => "available",
+            "in-use" => "in-use",
+            _ => return Err(bad_request(RETYPE_REFUSED)),
+        };
+        if vol.volume_type == new_type {
+            return Err(bad_request(RETYPE_REFUSED));
+        }
+        let in_place = volume_backend(&vol.volume_type) == volume_backend(&new_type);
+        vol.status = "retyping".to_string();
+        vol.updated_at = Some(Utc::now());
+        s.schedule(
+            Target::Volume(id.to_string()),
+            delay,
+            Change::VolumeRetyped {
+                previous_status,
+                volume_type: (in_place || may_migrate).then_some(new_type),
+            },
         );
         Ok(())
     })?;
@@ -1195,7 +1521,11 @@ fn validate_upload(params: &Value, nhn_params: bool) -> ApiResult<UploadRequest>
             Some(v) => Err(invalid_field(
                 key,
                 v,
-                &format!("{} is not one of {allowed:?}", python_repr(v)),
+                &format!(
+                    "{} is not one of {}",
+                    python_literal(v),
+                    python_literal(&json!(allowed))
+                ),
             )),
         }
     };

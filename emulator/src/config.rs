@@ -66,8 +66,14 @@ pub struct ScpConfig {
 /// transition complete before the next request is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transitions {
-    /// `creating` -> `available`.
+    /// `creating` -> `available` (or `downloading`, for a volume made from
+    /// an image).
     pub volume_create: Duration,
+    /// `downloading` -> `available`: copying the image into a volume made
+    /// from one.
+    pub volume_download: Duration,
+    /// `retyping` -> back to `available` / `in-use`.
+    pub volume_retype: Duration,
     /// `deleting` -> gone.
     pub volume_delete: Duration,
     /// `extending` -> `available`.
@@ -89,6 +95,8 @@ impl Transitions {
     pub fn uniform(d: Duration) -> Transitions {
         Transitions {
             volume_create: d,
+            volume_download: d,
+            volume_retype: d,
             volume_delete: d,
             volume_extend: d,
             volume_attach: d,
@@ -235,6 +243,8 @@ struct RawUser {
 struct RawTransitions {
     default: Option<RawDuration>,
     volume_create: Option<RawDuration>,
+    volume_download: Option<RawDuration>,
+    volume_retype: Option<RawDuration>,
     volume_delete: Option<RawDuration>,
     volume_extend: Option<RawDuration>,
     volume_attach: Option<RawDuration>,
@@ -304,6 +314,8 @@ impl TryFrom<RawConfig> for Config {
         let t = &raw.transitions;
         let transitions = Transitions {
             volume_create: pick(&t.volume_create, "volume_create")?,
+            volume_download: pick(&t.volume_download, "volume_download")?,
+            volume_retype: pick(&t.volume_retype, "volume_retype")?,
             volume_delete: pick(&t.volume_delete, "volume_delete")?,
             volume_extend: pick(&t.volume_extend, "volume_extend")?,
             volume_attach: pick(&t.volume_attach, "volume_attach")?,
@@ -419,6 +431,7 @@ tenants:
 transitions:
   default: 0
   volume_create: 2s
+  volume_retype: 5s
 token_lifetime: 1h
 "#;
         let c = Config::from_yaml(yaml).expect("valid config");
@@ -428,6 +441,8 @@ token_lifetime: 1h
         assert_eq!(c.tenants[1].scp, None);
         assert_eq!(c.transitions.volume_create, Duration::from_secs(2));
         assert_eq!(c.transitions.volume_delete, Duration::ZERO);
+        assert_eq!(c.transitions.volume_download, Duration::ZERO);
+        assert_eq!(c.transitions.volume_retype, Duration::from_secs(5));
         assert_eq!(c.token_lifetime, Duration::from_secs(3600));
     }
 

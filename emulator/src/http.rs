@@ -3,7 +3,10 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::fmt;
+
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
 
 /// Which cloud API a request was for; decides the shape of an error body.
@@ -254,30 +257,75 @@ pub fn percent_encode(s: &str) -> String {
 
 /// Cinder's `YYYY-MM-DDThh:mm:ss.SSSSSS` (no zone).
 pub fn cinder_time(t: DateTime<Utc>) -> String {
-    // Hand-rolled rather than strftime: listing volumes formats many of these.
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() % 1_000_000_000 / 1000
-    )
+    CinderTime(t).to_string()
 }
 
 /// Glance's and NHN Keystone's `YYYY-MM-DDThh:mm:ssZ`.
 pub fn glance_time(t: DateTime<Utc>) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    GlanceTime(t).to_string()
+}
+
+/// A timestamp in Cinder's format that serializes without an intermediate
+/// `String` (a page of 1000 volumes has thousands of them).
+pub struct CinderTime(pub DateTime<Utc>);
+
+impl fmt::Display for CinderTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hand-rolled rather than strftime: listing volumes formats many of these.
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond() % 1_000_000_000 / 1000
+        )
+    }
+}
+
+impl Serialize for CinderTime {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A timestamp in Glance's format, serialized without an intermediate `String`.
+pub struct GlanceTime(pub DateTime<Utc>);
+
+impl fmt::Display for GlanceTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
+impl Serialize for GlanceTime {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Any `Display` value serialized as a JSON string, without an intermediate
+/// `String` (e.g. `format_args!` for a link).
+pub struct DisplayStr<T>(pub T);
+
+impl<T: fmt::Display> Serialize for DisplayStr<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 /// Keystone v3's `YYYY-MM-DDThh:mm:ss.SSSSSSZ`.

@@ -13,12 +13,12 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::app::Shared;
 use crate::config::{Config, DOMAIN_ID, DOMAIN_NAME, TenantConfig, UserConfig};
 use crate::http::{
     ApiError, ApiResult, Dialect, base_url, glance_time, header_str, json_response, keystone_time,
     ok_json,
 };
-use crate::server::Shared;
 use crate::state::Token;
 
 pub fn routes() -> Router<Shared> {

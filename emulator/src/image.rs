@@ -14,14 +14,14 @@ use chrono::Utc;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha512};
 
+use crate::app::Shared;
 use crate::http::{
-    ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, json_bytes,
-    json_response, no_content, ok_json,
+    ApiError, ApiResult, Dialect, DisplayStr, GlanceTime, Query, base_url, glance_time, header_str,
+    json_bytes, json_response, no_content, ok_json,
 };
 use crate::identity::{authenticate, service_unauthorized};
-use crate::server::Shared;
+use crate::listing::page_after;
 use crate::state::{Change, Image, Member, State as Cloud, Target};
 
 const DEFAULT_LIMIT: usize = 25;
@@ -95,13 +95,6 @@ pub fn routes() -> Router<Shared> {
             "/image/v2/images/{image_id}/members/{member_id}",
             get(show_member).put(update_member).delete(delete_member),
         )
-}
-
-pub fn sha512_hex(data: &[u8]) -> String {
-    Sha512::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 // ---- errors ------------------------------------------------------------------
@@ -252,18 +245,27 @@ impl Serialize for ImageView<'_> {
         )?;
         m.serialize_entry("os_hash_value", &img.os_hash_value)?;
         m.serialize_entry("tags", &img.tags)?;
-        m.serialize_entry("created_at", &glance_time(img.created_at))?;
-        m.serialize_entry("updated_at", &glance_time(img.updated_at))?;
-        m.serialize_entry("self", &format!("/v2/images/{}", img.id))?;
-        m.serialize_entry("file", &format!("/v2/images/{}/file", img.id))?;
+        m.serialize_entry("created_at", &GlanceTime(img.created_at))?;
+        m.serialize_entry("updated_at", &GlanceTime(img.updated_at))?;
+        m.serialize_entry("self", &DisplayStr(format_args!("/v2/images/{}", img.id)))?;
+        m.serialize_entry(
+            "file",
+            &DisplayStr(format_args!("/v2/images/{}/file", img.id)),
+        )?;
         m.serialize_entry("schema", "/v2/schemas/image")?;
-        for (k, v) in &img.properties {
-            if !VIEW_KEYS.contains(&k.as_str()) {
-                m.serialize_entry(k, v)?;
-            }
+        for (k, v) in custom_properties(img) {
+            m.serialize_entry(k, v)?;
         }
         m.end()
     }
+}
+
+/// The custom properties Glance shows at the top level of an image (those
+/// whose names no core attribute has).
+pub fn custom_properties(img: &Image) -> impl Iterator<Item = (&String, &String)> {
+    img.properties
+        .iter()
+        .filter(|(k, _)| !VIEW_KEYS.contains(&k.as_str()))
 }
 
 pub fn image_view(img: &Image) -> Value {
@@ -419,10 +421,7 @@ async fn list_images(
         let listed = |img: &Image| -> bool {
             let own = img.owner == tenant;
             let by_visibility = match visibility {
-                None => {
-                    own || img.visibility == "public"
-                        || (img.visibility == "shared" && member_ok(img, &tenant, member_status))
-                }
+                None => listed_by_default(img, &tenant, member_status),
                 Some("all") => {
                     own || img.visibility == "public"
                         || img.visibility == "community"
@@ -447,8 +446,7 @@ async fn list_images(
                     .iter()
                     .all(|(k, v)| img.properties.get(*k).is_some_and(|x| x == v))
         };
-        let mut imgs: Vec<&Image> = s.images.values().filter(|i| listed(i)).collect();
-        imgs.sort_by(|a, b| {
+        let order = |a: &Image, b: &Image| {
             sort.iter()
                 .map(|(k, asc)| {
                     let o = sort_value(a, k).cmp(&sort_value(b, k));
@@ -456,17 +454,19 @@ async fn list_images(
                 })
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        let start = match q.get("marker") {
-            None => 0,
-            Some(m) => {
-                imgs.iter()
-                    .position(|i| i.id == m)
-                    .ok_or_else(|| bad_request(format!("marker {m} not found")))?
-                    + 1
-            }
         };
-        let page: Vec<&Image> = imgs.into_iter().skip(start).take(limit).collect();
+        // The marker must be one of the listed images (filters included).
+        let marker = match q.get("marker") {
+            None => None,
+            Some(m) => Some(
+                s.images
+                    .get(m)
+                    .filter(|i| listed(i))
+                    .ok_or_else(|| bad_request(format!("marker {m} not found")))?,
+            ),
+        };
+        let candidates: Vec<&Image> = s.images.values().filter(|i| listed(i)).collect();
+        let page = page_after(candidates, marker, 0, limit, order);
         // A full page has a next link, from its last image (Glance's rule).
         let next = (limit > 0 && page.len() == limit)
             .then(|| page.last())
@@ -495,6 +495,15 @@ struct ImageList<'a> {
     first: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
+}
+
+/// Whether an image list without a `visibility` filter holds `img` for
+/// `tenant`: its own, public ones, and shared ones whose membership has
+/// `member_status` (`accepted` unless the request says otherwise).
+pub fn listed_by_default(img: &Image, tenant: &str, member_status: &str) -> bool {
+    img.owner == tenant
+        || img.visibility == "public"
+        || (img.visibility == "shared" && member_ok(img, tenant, member_status))
 }
 
 fn member_ok(img: &Image, tenant: &str, member_status: &str) -> bool {
@@ -821,9 +830,9 @@ async fn upload_file(
             ));
         }
         img.size = Some(body.len() as u64);
-        img.virtual_size = None;
-        img.checksum = Some(crate::md5::hex(&body));
-        img.os_hash_value = Some(sha512_hex(&body));
+        img.virtual_size = Some(virtual_size(img.disk_format.as_deref(), &body));
+        img.checksum = Some(crate::digest::md5_hex(&body));
+        img.os_hash_value = Some(crate::digest::sha512_hex(&body));
         img.data = Some(body);
         img.status = "saving".to_string();
         img.updated_at = Utc::now();
@@ -835,6 +844,21 @@ async fn upload_file(
         Ok(())
     })?;
     Ok(no_content())
+}
+
+/// The virtual size Glance records for uploaded data: a qcow2 image's from
+/// its header, anything else's its length (what Glance's format inspector
+/// gives for raw data).
+fn virtual_size(disk_format: Option<&str>, data: &[u8]) -> u64 {
+    const QCOW2_MAGIC: &[u8] = b"QFI\xfb";
+    match (disk_format, data.get(24..32)) {
+        (Some("qcow2"), Some(size)) if data.starts_with(QCOW2_MAGIC) => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(size);
+            u64::from_be_bytes(be)
+        }
+        _ => data.len() as u64,
+    }
 }
 
 async fn download_file(

@@ -18,12 +18,15 @@
 //! reading of the API documents in docs/sources.md.
 
 mod admin;
+mod app;
 mod block_storage;
 mod config;
+mod digest;
+mod fault;
 mod http;
 mod identity;
 mod image;
-mod md5;
+mod listing;
 mod scp;
 mod server;
 mod state;

@@ -11,12 +11,12 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use crate::app::Shared;
 use crate::config::TenantConfig;
 use crate::http::{
     ApiError, ApiResult, Dialect, Query, base_url, glance_time, header_str, ok_json,
 };
 use crate::image::can_show;
-use crate::server::Shared;
 use crate::state::Image;
 
 pub fn routes() -> Router<Shared> {

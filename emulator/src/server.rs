@@ -7,8 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,47 +22,10 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
+use crate::app::{App, ConnKill, Shared};
 use crate::config::Config;
 use crate::http::{ApiError, Dialect};
-use crate::state::State;
 use crate::{admin, block_storage, identity, image, scp};
-
-/// What every handler shares: the configuration and the one state mutex.
-pub struct App {
-    pub config: Config,
-    state: Mutex<State>,
-    /// `http://<listen address>`, for requests without a Host header.
-    pub fallback_base: String,
-}
-
-pub type Shared = Arc<App>;
-
-impl App {
-    pub fn new(config: Config, fallback_base: String) -> App {
-        App {
-            config,
-            state: Mutex::new(State::default()),
-            fallback_base,
-        }
-    }
-
-    /// Run `f` on the state after applying every transition that is due.
-    pub fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.advance(Instant::now());
-        f(&mut state)
-    }
-}
-
-/// Closes the connection a request came on, without an answer.
-#[derive(Clone)]
-pub struct ConnKill(Arc<Notify>);
-
-impl ConnKill {
-    pub fn kill(&self) {
-        self.0.notify_one();
-    }
-}
 
 /// A running emulator.
 pub struct Emulator {
@@ -163,7 +125,7 @@ async fn accept_loop(listener: TcpListener, router: Router, mut shutdown: onesho
 async fn serve_connection(stream: TcpStream, router: Router) {
     let _ = stream.set_nodelay(true);
     let notify = Arc::new(Notify::new());
-    let kill = ConnKill(notify.clone());
+    let kill = ConnKill::new(notify.clone());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(kill.clone());
         router.clone().oneshot(req.map(Body::new))

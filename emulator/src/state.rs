@@ -1,5 +1,5 @@
 //! The in-memory cloud: volumes, snapshots, images, tokens, fault rules and
-//! request counts, all behind one mutex (see [`crate::server::App`]).
+//! request counts, all behind one mutex (see [`crate::app::App`]).
 //!
 //! Asynchronous transitions are computed lazily: each one is an [`Event`]
 //! with a due time in a heap, and every access to the state first applies
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::admin::FaultRule;
+use crate::fault::FaultRule;
 
 #[derive(Debug, Clone)]
 pub struct Volume {
@@ -35,6 +35,9 @@ pub struct Volume {
     pub encryption: Option<Encryption>,
     pub bootable: bool,
     pub multiattach: bool,
+    /// What Cinder copies from the image a volume was made from
+    /// (`volume_image_metadata`), once the image is downloaded.
+    pub image_metadata: Option<BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: Option<DateTime<Utc>>,
     /// Creation order; the tie-breaker for equal `created_at`.
@@ -133,6 +136,18 @@ pub enum Change {
     },
     /// An upload finished: back to `in-use` if attached, else `available`.
     VolumeUploadDone,
+    /// The image of a volume made from one is copied: `available`, bootable,
+    /// with the image's metadata.
+    VolumeDownloaded {
+        image_metadata: BTreeMap<String, String>,
+    },
+    /// A retype ended: back to the status it started from (`available` or
+    /// `in-use`), with the new type, or the old one when the retype was given
+    /// up (`None`).
+    VolumeRetyped {
+        previous_status: &'static str,
+        volume_type: Option<String>,
+    },
     ImageStatus(&'static str),
     /// An upload from a volume finished: `active`, with a size and hashes.
     ImageActivated {
@@ -183,6 +198,16 @@ pub struct State {
     pub counts: BTreeMap<String, u64>,
     events: BinaryHeap<Reverse<Event>>,
     seq: u64,
+}
+
+/// Where a volume comes back to after an upload or a detach:
+/// `in-use` while attached, else `available`.
+fn settled_status(v: &Volume) -> &'static str {
+    if v.attachments.is_empty() {
+        "available"
+    } else {
+        "in-use"
+    }
 }
 
 /// The wall-clock time of a monotonic instant (for events applied late).
@@ -265,20 +290,22 @@ impl State {
                             Some(s) => v.attachments.retain(|a| a.server_id != s),
                             None => v.attachments.clear(),
                         }
-                        v.status = if v.attachments.is_empty() {
-                            "available"
-                        } else {
-                            "in-use"
-                        }
-                        .to_string();
+                        v.status = settled_status(v).to_string();
                     }
-                    Change::VolumeUploadDone => {
-                        v.status = if v.attachments.is_empty() {
-                            "available"
-                        } else {
-                            "in-use"
+                    Change::VolumeUploadDone => v.status = settled_status(v).to_string(),
+                    Change::VolumeDownloaded { image_metadata } => {
+                        v.status = "available".to_string();
+                        v.bootable = true;
+                        v.image_metadata = Some(image_metadata);
+                    }
+                    Change::VolumeRetyped {
+                        previous_status,
+                        volume_type,
+                    } => {
+                        v.status = previous_status.to_string();
+                        if let Some(t) = volume_type {
+                            v.volume_type = t;
                         }
-                        .to_string();
                     }
                     Change::ImageStatus(_) | Change::ImageActivated { .. } | Change::ImageGone => {}
                 }
@@ -298,8 +325,8 @@ impl State {
                         img.status = "active".to_string();
                         img.size = Some(size);
                         img.virtual_size = Some(size);
-                        img.checksum = Some(crate::md5::hex(seed.as_bytes()));
-                        img.os_hash_value = Some(crate::image::sha512_hex(seed.as_bytes()));
+                        img.checksum = Some(crate::digest::md5_hex(seed.as_bytes()));
+                        img.os_hash_value = Some(crate::digest::sha512_hex(seed.as_bytes()));
                     }
                     Change::ImageGone => {
                         self.images.remove(&id);
@@ -356,6 +383,7 @@ mod tests {
             encryption: None,
             bootable: false,
             multiattach: false,
+            image_metadata: None,
             created_at: Utc::now(),
             updated_at: None,
             seq: 1,

@@ -95,7 +95,16 @@ class SparseFileDriver(fake_driver.FakeLoggingVolumeDriver):
 
     # copy_volume_to_image and copy_image_to_volume come from the LVM driver
     # (the fake's base): they read and write local_path() with qemu-img and
-    # the Glance client, which is the real upload-to-image path.
+    # the Glance client, which is the real upload-to-image and
+    # create-from-image path.
+
+    def copy_image_to_volume(self, context, volume, image_service, image_id,
+                             disable_sparse=False):
+        # qemu-img convert replaces the file with one of the image's size; a
+        # block device (LVM's) keeps the volume's. Grow it back, sparsely.
+        super().copy_image_to_volume(context, volume, image_service,
+                                     image_id, disable_sparse=disable_sparse)
+        self._truncate(volume, volume['size'])
 
     def _update_volume_stats(self):
         used = 0

@@ -53,6 +53,9 @@ pub struct Backend {
     emulator_base: String,
     /// (user, password, project) of a user with the `service` role (OpenStack only).
     service: Option<(String, String, String)>,
+    /// The cloud's admin, in its own project (OpenStack only): volume types, public
+    /// images, status resets.
+    admin: Option<Project>,
 }
 
 /// How long a transition may take: real Cinder on a busy 2-core machine can need a few
@@ -84,6 +87,7 @@ impl Backend {
             emulator: Some(emulator),
             emulator_base: base,
             service: None,
+            admin: None,
         }
     }
 
@@ -106,6 +110,12 @@ impl Backend {
                 env.service_password.clone(),
                 env.service_project.clone(),
             )),
+            admin: Some(Project {
+                id: env.vars["CLOUDVOL_OS_ADMIN_PROJECT_ID"].clone(),
+                name: "admin".into(),
+                user: env.vars["CLOUDVOL_OS_ADMIN_USER"].clone(),
+                password: env.vars["CLOUDVOL_OS_ADMIN_PASSWORD"].clone(),
+            }),
         }
     }
 
@@ -242,11 +252,215 @@ impl Backend {
         }
     }
 
+    /// A POST to the emulator's admin API.
+    async fn emulator_admin(&self, path: &str, body: Value) -> Reply {
+        send(
+            &self.http,
+            Method::POST,
+            format!("{}/_admin{path}", self.emulator_base),
+            None,
+            Some(Body::Json(body)),
+            &[],
+        )
+        .await
+    }
+
+    /// A session of the OpenStack's admin, in the admin project.
+    async fn admin_session(&self) -> Session {
+        let admin = self
+            .admin
+            .as_ref()
+            .expect("only the OpenStack backend has an admin");
+        self.login(admin).await
+    }
+
+    /// Sets a volume's status behind Cinder's rules, as a cloud operator can:
+    /// `os-reset_status` by the admin, or the emulator's admin API.
+    pub async fn force_volume_status(&self, volume_id: &str, status: &str) {
+        match self.kind {
+            Kind::Emulator => {
+                self.emulator_admin(
+                    &format!("/volumes/{volume_id}/state"),
+                    json!({"status": status}),
+                )
+                .await
+                .expect_status(200);
+            }
+            Kind::OpenStack => {
+                let admin = self.admin_session().await;
+                admin
+                    .post(
+                        admin.volumes(&format!("/volumes/{volume_id}/action")),
+                        json!({"os-reset_status": {"status": status}}),
+                    )
+                    .await
+                    .expect_status(202);
+            }
+        }
+    }
+
+    /// Makes sure a volume type named `name` exists. Upstream types are resources the
+    /// admin creates (with `extra_specs`, e.g. a `volume_backend_name`); the emulator takes
+    /// any name, and derives a type's backend from it (emulator/README.md).
+    pub async fn ensure_volume_type(&self, name: &str, extra_specs: Value) {
+        if self.kind == Kind::Emulator {
+            return;
+        }
+        let admin = self.admin_session().await;
+        let r = admin.get(admin.volumes("/types")).await;
+        r.expect_status(200);
+        let exists = r.body["volume_types"]
+            .as_array()
+            .is_some_and(|types| types.iter().any(|t| t["name"] == name));
+        if exists {
+            return;
+        }
+        let r = admin
+            .post(
+                admin.volumes("/types"),
+                json!({"volume_type": {"name": name, "extra_specs": extra_specs}}),
+            )
+            .await;
+        // 409: a parallel test created it first.
+        assert!(
+            r.status == 200 || r.status == 409,
+            "creating a volume type: {r}"
+        );
+    }
+
+    /// An `active`, public image with `data` (raw, bare) and the custom property
+    /// `os_type`: made by the admin upstream (only an admin may publicize), put in the
+    /// store through the emulator's admin API there (which records the size, not the
+    /// bytes). Returns its ID; remove it with [`Backend::delete_public_image`].
+    pub async fn public_image(&self, name: &str, data: &[u8]) -> String {
+        match self.kind {
+            Kind::Emulator => {
+                let r = self
+                    .emulator_admin(
+                        "/images",
+                        json!({"owner": "00000000000000000000000000000000", "name": name,
+                               "visibility": "public", "disk_format": "raw",
+                               "container_format": "bare", "size": data.len(),
+                               "properties": {"os_type": "linux"}}),
+                    )
+                    .await;
+                r.expect_status(201);
+                r.body["id"].as_str().unwrap().to_string()
+            }
+            Kind::OpenStack => {
+                let admin = self.admin_session().await;
+                let r = admin
+                    .post(
+                        admin.images("/images"),
+                        json!({"name": name, "visibility": "public", "disk_format": "raw",
+                               "container_format": "bare", "os_type": "linux"}),
+                    )
+                    .await;
+                r.expect_status(201);
+                let id = r.body["id"].as_str().unwrap().to_string();
+                admin
+                    .send(
+                        Method::PUT,
+                        admin.images(&format!("/images/{id}/file")),
+                        Some(Body::Bytes("application/octet-stream", data.to_vec())),
+                        &[],
+                    )
+                    .await
+                    .expect_status(204);
+                id
+            }
+        }
+    }
+
+    pub async fn delete_public_image(&self, id: &str) {
+        match self.kind {
+            // The emulator's public images are the cloud's: its reset forgets them, and
+            // this one is left to the end of the test's emulator.
+            Kind::Emulator => {}
+            Kind::OpenStack => {
+                let admin = self.admin_session().await;
+                admin
+                    .delete(admin.images(&format!("/images/{id}")))
+                    .await
+                    .expect_status(204);
+            }
+        }
+    }
+
+    /// An `active` private raw image of `size` bytes owned by the session's project:
+    /// upstream, `size` zero bytes streamed into Glance; in the emulator, an image put in
+    /// the store with that size (its uploads are held in memory, at most 256 MiB).
+    pub async fn large_image(&self, s: &Session, owner: &Project, name: &str, size: u64) -> String {
+        match self.kind {
+            Kind::Emulator => {
+                let r = self
+                    .emulator_admin(
+                        "/images",
+                        json!({"owner": owner.id, "name": name, "visibility": "private",
+                               "disk_format": "raw", "container_format": "bare",
+                               "size": size, "properties": {"os_type": "linux"}}),
+                    )
+                    .await;
+                r.expect_status(201);
+                r.body["id"].as_str().unwrap().to_string()
+            }
+            Kind::OpenStack => {
+                let r = s
+                    .post(
+                        s.images("/images"),
+                        json!({"name": name, "visibility": "private", "disk_format": "raw",
+                               "container_format": "bare"}),
+                    )
+                    .await;
+                r.expect_status(201);
+                let id = r.body["id"].as_str().unwrap().to_string();
+                put_zeros(&s.images(&format!("/images/{id}/file")), &s.token, size).await;
+                id
+            }
+        }
+    }
+
     pub async fn shutdown(self) {
         if let Some(e) = self.emulator {
             e.shutdown().await;
         }
     }
+}
+
+/// `PUT url` with `size` zero bytes as `application/octet-stream`, streamed over a plain
+/// TCP connection (the tests' reqwest has no streaming bodies, and a gigabyte in memory
+/// is too much); expects 204.
+async fn put_zeros(url: &str, token: &str, size: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("not an http:// URL: {url}"));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut conn = tokio::net::TcpStream::connect(authority)
+        .await
+        .unwrap_or_else(|e| panic!("PUT {url}: cannot connect: {e}"));
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {authority}\r\nX-Auth-Token: {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.expect("request head");
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        conn.write_all(&chunk[..n])
+            .await
+            .unwrap_or_else(|e| panic!("PUT {url}: writing the body: {e}"));
+        left -= n as u64;
+    }
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.expect("the answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 204"),
+        "PUT {url} ({size} zero bytes): {answer}"
+    );
 }
 
 pub fn client() -> reqwest::Client {

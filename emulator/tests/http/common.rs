@@ -237,6 +237,29 @@ impl Env {
         a.body["id"].as_str().expect("id").to_string()
     }
 
+    /// PUTs `data` as the image's file; expects 204.
+    pub async fn upload_image_data(&self, token: &str, id: &str, data: Vec<u8>) {
+        let resp = self
+            .http
+            .put(format!("{}/image/v2/images/{id}/file", self.base))
+            .header("X-Auth-Token", token)
+            .header("Content-Type", "application/octet-stream")
+            .body(data)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// Puts an image straight into the store (admin API) and returns its ID.
+    pub async fn admin_image(&self, image: Value) -> String {
+        let a = self
+            .admin(Method::POST, "/_admin/images", Some(image))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body["id"].as_str().expect("id").to_string()
+    }
+
     pub async fn patch_image(&self, token: &str, id: &str, ops: Value) -> Answer {
         let resp = self
             .http

@@ -603,3 +603,35 @@ async fn sharing_with_members_and_member_status() {
     );
     assert_glance_error(&env.delete(&owner, &me).await, 404);
 }
+
+/// A qcow2 header: magic, version 3, 64 KiB clusters, and `virtual_size`.
+fn qcow2_header(virtual_size: u64) -> Vec<u8> {
+    let mut h = vec![0u8; 112];
+    h[0..4].copy_from_slice(b"QFI\xfb");
+    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    h[20..24].copy_from_slice(&16u32.to_be_bytes());
+    h[24..32].copy_from_slice(&virtual_size.to_be_bytes());
+    h
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploaded_data_has_a_virtual_size_from_a_qcow2_header_or_its_length() {
+    let env = start().await;
+    let token = env.demo().await;
+    let qcow2 = env
+        .create_image(&token, json!({"disk_format": "qcow2"}))
+        .await;
+    env.upload_image_data(&token, &qcow2, qcow2_header(3 << 30))
+        .await;
+    let img = env.wait_image(&token, &qcow2, "active").await;
+    assert_eq!(img["size"], 112);
+    assert_eq!(img["virtual_size"], 3u64 << 30);
+    // The same bytes as raw data: their length, as Glance's inspector says.
+    let raw = env
+        .create_image(&token, json!({"disk_format": "raw"}))
+        .await;
+    env.upload_image_data(&token, &raw, qcow2_header(3 << 30))
+        .await;
+    let img = env.wait_image(&token, &raw, "active").await;
+    assert_eq!(img["virtual_size"], 112);
+}

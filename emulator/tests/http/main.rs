@@ -4,8 +4,10 @@
 mod admin;
 mod binary;
 mod common;
+mod from_image;
 mod identity;
 mod images;
+mod retype;
 mod scp;
 mod upload;
 mod volumes;

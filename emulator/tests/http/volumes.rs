@@ -316,6 +316,89 @@ async fn listing_pages_sorts_and_filters() {
     assert_cinder_fault(&unknown_marker, 404, "itemNotFound");
 }
 
+/// Follows every `next` link from `url`; returns the ids in the order seen.
+async fn walk_ids(env: &Env, token: &str, url: &str, key: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut next = Some(url.to_string());
+    while let Some(url) = next.take() {
+        let a = env.get(token, &url).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        for v in a.body[key].as_array().expect("a list") {
+            ids.push(v["id"].as_str().expect("id").to_string());
+        }
+        next = match key {
+            "volumes" => a.body["volumes_links"][0]["href"]
+                .as_str()
+                .map(str::to_string),
+            _ => a.body["next"].as_str().map(|n| format!("/image{n}")),
+        };
+        assert!(ids.len() <= 10_000, "a walk that does not end");
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paging_through_many_volumes_with_ties_sees_each_once_in_sort_order() {
+    let env = start().await;
+    let token = env.demo().await;
+    // 250 volumes, 5 sizes and 10 names: every sort key ties, so the tie
+    // breakers (created_at, then id) decide.
+    let mut created = Vec::new();
+    for i in 0..250u64 {
+        let id = env
+            .create_volume(
+                &token,
+                DEMO,
+                json!({"size": 1 + i % 5, "name": format!("n{}", i % 10)}),
+            )
+            .await;
+        created.push((1 + i % 5, format!("n{}", i % 10), id));
+    }
+    let vols = env.volumes(DEMO);
+    // Default: newest first.
+    let newest_first: Vec<String> = created.iter().rev().map(|(_, _, id)| id.clone()).collect();
+    let ids = walk_ids(&env, &token, &format!("{vols}/detail?limit=40"), "volumes").await;
+    assert_eq!(ids, newest_first);
+    // size asc, then (the first key's direction) created_at asc.
+    let mut by_size = created.clone();
+    by_size.sort_by_key(|(size, _, _)| *size);
+    let expected: Vec<String> = by_size.iter().map(|(_, _, id)| id.clone()).collect();
+    let ids = walk_ids(
+        &env,
+        &token,
+        &format!("{vols}?sort=size:asc&limit=33"),
+        "volumes",
+    )
+    .await;
+    assert_eq!(ids, expected);
+    // name desc, size asc, then created_at desc (the first key's direction).
+    let mut by_name = created.iter().enumerate().collect::<Vec<_>>();
+    by_name.sort_by(|(ia, a), (ib, b)| b.1.cmp(&a.1).then(a.0.cmp(&b.0)).then(ib.cmp(ia)));
+    let expected: Vec<String> = by_name.iter().map(|(_, (_, _, id))| id.clone()).collect();
+    let ids = walk_ids(
+        &env,
+        &token,
+        &format!("{vols}/detail?sort=name:desc,size:asc&limit=7"),
+        "volumes",
+    )
+    .await;
+    assert_eq!(ids, expected);
+    // A filter keeps its place in every page, and a marker it filters out is unknown.
+    let ids = walk_ids(&env, &token, &format!("{vols}?name=n3&limit=4"), "volumes").await;
+    let n3: Vec<String> = created
+        .iter()
+        .rev()
+        .filter(|(_, name, _)| name == "n3")
+        .map(|(_, _, id)| id.clone())
+        .collect();
+    assert_eq!(ids, n3);
+    let filtered_out = &created[0].2;
+    let a = env
+        .get(&token, &format!("{vols}?name=n3&marker={filtered_out}"))
+        .await;
+    assert_cinder_fault(&a, 404, "itemNotFound");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn update_and_metadata() {
     let env = start().await;

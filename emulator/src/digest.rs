@@ -1,5 +1,8 @@
-//! MD5 (RFC 1321), for Glance's `checksum` field. Small enough to carry
-//! here rather than add a dependency for one field.
+//! The hex digests Glance shows: MD5 (RFC 1321) for `checksum`, carried
+//! here rather than adding a dependency for one field, and SHA-512 for
+//! `os_hash_value`.
+
+use sha2::{Digest, Sha512};
 
 const S: [u32; 64] = [
     7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9,
@@ -12,7 +15,7 @@ fn k(i: usize) -> u32 {
     ((i as f64 + 1.0).sin().abs() * 4_294_967_296.0) as u32
 }
 
-pub fn digest(data: &[u8]) -> [u8; 16] {
+pub fn md5(data: &[u8]) -> [u8; 16] {
     let mut a0: u32 = 0x6745_2301;
     let mut b0: u32 = 0xefcd_ab89;
     let mut c0: u32 = 0x98ba_dcfe;
@@ -59,20 +62,28 @@ pub fn digest(data: &[u8]) -> [u8; 16] {
     out
 }
 
-pub fn hex(data: &[u8]) -> String {
-    digest(data).iter().map(|b| format!("{b:02x}")).collect()
+pub fn md5_hex(data: &[u8]) -> String {
+    hex(&md5(data))
+}
+
+pub fn sha512_hex(data: &[u8]) -> String {
+    hex(&Sha512::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn known_digests() {
-        assert_eq!(super::hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(super::md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(
-            super::hex(b"The quick brown fox jumps over the lazy dog"),
+            super::md5_hex(b"The quick brown fox jumps over the lazy dog"),
             "9e107d9d372bb6826bd81d3542a419d6"
         );
         let long = vec![b'a'; 1000];
-        assert_eq!(super::hex(&long), "cabe45dcc9ae5b66ba86600cca6b8ba8");
+        assert_eq!(super::md5_hex(&long), "cabe45dcc9ae5b66ba86600cca6b8ba8");
     }
 }
