@@ -1,5 +1,6 @@
 //! Prometheus metrics: reconciles, errors by reason and durations per kind; cloud requests by
-//! service, method and status code; objects by Ready state.
+//! service, method and status code, and the waits for the per-host rate limit; objects by Ready
+//! state; the inventories' rounds, triggers and size.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +39,27 @@ struct ReadyLabels {
     ready: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabels {
+    host: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoundLabels {
+    service: String,
+    plan: String,
+    result: String,
+}
+
+fn wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 12))
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
@@ -52,6 +74,11 @@ pub struct Metrics {
     objects: Family<ReadyLabels, Gauge>,
     panics: Family<KindLabels, Counter>,
     deferred: Family<KindLabels, Counter>,
+    rate_limit_waits: Family<HostLabels, Histogram, fn() -> Histogram>,
+    inventory_rounds: Family<RoundLabels, Counter>,
+    inventory_triggers: Family<ServiceLabels, Counter>,
+    inventories: Family<ServiceLabels, Gauge>,
+    inventory_resources: Family<ServiceLabels, Gauge>,
     /// Each object's last Ready state, so the gauge counts objects, not reconciles.
     ready_states: Mutex<HashMap<(String, String), String>>,
 }
@@ -105,8 +132,46 @@ impl Metrics {
             "Reconciles put back because their cloud scope already had --cloud-concurrency in flight, per kind",
             deferred.clone(),
         );
+        let rate_limit_waits =
+            Family::<HostLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                wait_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "cloud_rate_limit_wait_seconds",
+            "How long cloud requests waited for the per-host rate limit (--cloud-rate-limit) before they were sent, per host; requests that did not wait are not counted",
+            rate_limit_waits.clone(),
+        );
+        let inventory_rounds = Family::<RoundLabels, Counter>::default();
+        registry.register(
+            "inventory_rounds",
+            "Rounds of the cloud inventories, per service, plan (list, get, nothing) and result (ok, error)",
+            inventory_rounds.clone(),
+        );
+        let inventory_triggers = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "inventory_triggers",
+            "Reconciles the inventories triggered because an object's cloud resource changed, per service",
+            inventory_triggers.clone(),
+        );
+        let inventories = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "inventories",
+            "Cloud inventories running (one per cloud identity and service), per service",
+            inventories.clone(),
+        );
+        let inventory_resources = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "inventory_resources",
+            "Cloud resources the inventories hold, per service",
+            inventory_resources.clone(),
+        );
         Metrics {
             registry,
+            rate_limit_waits,
+            inventory_rounds,
+            inventory_triggers,
+            inventories,
+            inventory_resources,
             panics,
             deferred,
             reconciles,
@@ -147,6 +212,44 @@ impl Metrics {
         self.deferred
             .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
+    }
+
+    /// One inventory round of `service` ended; `plan` is what it did.
+    pub fn inventory_round(&self, service: &str, plan: &str, ok: bool) {
+        self.inventory_rounds
+            .get_or_create(&RoundLabels {
+                service: service.into(),
+                plan: plan.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+
+    /// An inventory of `service` triggered `n` reconciles.
+    pub fn inventory_triggered(&self, service: &str, n: u64) {
+        self.inventory_triggers
+            .get_or_create(&ServiceLabels {
+                service: service.into(),
+            })
+            .inc_by(n);
+    }
+
+    /// An inventory of `service` started (`1`) or stopped (`-1`).
+    pub fn inventories(&self, service: &str, delta: i64) {
+        self.inventories
+            .get_or_create(&ServiceLabels {
+                service: service.into(),
+            })
+            .inc_by(delta);
+    }
+
+    /// The inventories of `service` hold `delta` more resources.
+    pub fn inventory_resources(&self, service: &str, delta: i64) {
+        self.inventory_resources
+            .get_or_create(&ServiceLabels {
+                service: service.into(),
+            })
+            .inc_by(delta);
     }
 
     /// Records the Ready status (`True`, `False`, `Unknown`) of one object, or its removal
@@ -197,6 +300,12 @@ impl RequestObserver for Metrics {
                 code,
             })
             .inc();
+    }
+
+    fn observe_rate_limit_wait(&self, host: &str, waited: Duration) {
+        self.rate_limit_waits
+            .get_or_create(&HostLabels { host: host.into() })
+            .observe(waited.as_secs_f64());
     }
 }
 

@@ -68,12 +68,9 @@ impl<K: CloudKind> Cycle<'_, K> {
 
     /// The block-storage client of the credentials, or the health that says why there is none.
     pub fn block_storage(&self) -> Result<Arc<dyn BlockStorage>, Health> {
-        self.ctx
-            .connector
-            .block_storage(&self.credentials)
-            .map_err(|err| {
-                cloud_error_health("cannot use these credentials for block storage", &err)
-            })
+        self.ctx.block_storage(&self.credentials).map_err(|err| {
+            cloud_error_health("cannot use these credentials for block storage", &err)
+        })
     }
 
     /// The image client of the credentials, or the health that says why there is none.
@@ -103,7 +100,7 @@ fn images(
     credentials: &CloudCredentials,
     reference: &CloudCredentialsRef,
 ) -> Result<Arc<dyn Image>, Health> {
-    ctx.connector.image(credentials).map_err(|err| {
+    ctx.image(credentials).map_err(|err| {
         cloud_error_health(
             &format!(
                 "cannot use the credentials of cloud {:?} in Secret {} for images",

@@ -15,10 +15,12 @@
 //!   the requeue or the hold.
 //! - [`reasons`], [`states`], [`conditions`]: the vocabulary.
 //! - [`runtime`]: running the controllers.
+//! - [`inventory`]: observing the cloud once per cloud identity for every object.
 
 pub mod conditions;
 pub mod fairness;
 pub mod image;
+pub mod inventory;
 pub mod lifecycle;
 pub mod locate;
 pub mod reasons;
@@ -48,7 +50,7 @@ use crate::api::{
     CloudCredentialsRef, DeletionPolicy, ImportSpec, ManagementPolicy, PAUSED_ANNOTATION,
     parse_duration,
 };
-use crate::cloud::{CloudError, Connector};
+use crate::cloud::{BlockStorage, CloudCredentials, CloudError, Connector, Image};
 use crate::metrics::Metrics;
 use conditions::{Health, State};
 use reasons::Reason;
@@ -238,6 +240,11 @@ pub struct Settings {
     /// For tests of supervision only: the kind whose controller stops a second after it
     /// starts, as if its watch stream had ended.
     pub stop_controller_for_test: Option<String>,
+    /// How objects learn what the cloud says: an inventory per cloud identity, or each object
+    /// for itself.
+    pub polling: inventory::Polling,
+    /// How often an inventory looks while an object waits on the cloud.
+    pub inventory_interval: Duration,
 }
 
 impl Default for Settings {
@@ -250,6 +257,8 @@ impl Default for Settings {
             backoff: Backoff::default(),
             progress_deadline: None,
             stop_controller_for_test: None,
+            polling: inventory::Polling::default(),
+            inventory_interval: Duration::from_secs(1),
         }
     }
 }
@@ -263,6 +272,7 @@ pub struct Context {
     pub settings: Settings,
     pub attempts: Attempts,
     pub fairness: fairness::Fairness,
+    pub inventory: inventory::Inventories,
 }
 
 impl Context {
@@ -276,8 +286,19 @@ impl Context {
             controller: "cloudvol".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let cadence = inventory::plan::Cadence {
+            fast: settings.inventory_interval,
+            steady: settings.resync_period.max(MIN_RESYNC),
+            rate: connector
+                .http()
+                .config()
+                .rate_limit
+                .as_ref()
+                .map(|limit| limit.per_second),
+        };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            inventory: inventory::Inventories::new(settings.polling, cadence, metrics.clone()),
             client,
             connector,
             metrics,
@@ -285,6 +306,21 @@ impl Context {
             settings,
             attempts: Attempts::default(),
         }
+    }
+
+    /// Block storage for `credentials`; its writes reach the inventory.
+    pub fn block_storage(
+        &self,
+        credentials: &CloudCredentials,
+    ) -> Result<Arc<dyn BlockStorage>, CloudError> {
+        let storage = self.connector.block_storage(credentials)?;
+        Ok(self.inventory.noting_storage(credentials, storage))
+    }
+
+    /// Images for `credentials`; their writes reach the inventory.
+    pub fn image(&self, credentials: &CloudCredentials) -> Result<Arc<dyn Image>, CloudError> {
+        let client = self.connector.image(credentials)?;
+        Ok(self.inventory.noting_images(credentials, client))
     }
 
     /// The steady-state requeue for `object`, jittered.

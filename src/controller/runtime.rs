@@ -11,12 +11,13 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, error, info, warn};
 
 use super::conditions::Health;
+use super::inventory::{Polling, meta_hash};
 use super::reasons::Reason;
 use super::report::{Phase, Report};
 use super::{CloudKind, Context, Error, image, share, volume};
@@ -131,10 +132,7 @@ pub async fn run_kind<K, F, Fut>(
         let ctx = ctx.clone();
         let reconcile = reconcile.clone();
         let kind = kind.clone();
-        let controller = Controller::new(
-            scope.api::<DeserializeGuard<K>>(),
-            watcher::Config::default().any_semantic(),
-        );
+        let controller = main_controller::<K>(&ctx, &scope);
         relations(controller, &scope)
             .with_config(
                 kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
@@ -165,6 +163,49 @@ pub async fn run_kind<K, F, Fut>(
     futures::future::join_all(runs).await;
     info!(kind = %kind, "controller stopped");
 }
+
+/// The controller of `K` in `scope`, before its relations. Its store keeps objects without
+/// their managed fields and last-applied annotation (nothing reads them). With inventories,
+/// only a change to what [`meta_hash`] covers (spec, labels, annotations, finalizers,
+/// deletion) reconciles an object, not cloudvol's own status writes, and the inventories'
+/// triggers reconcile the objects whose cloud resource changed. Per object, every change
+/// reconciles, as before the inventories.
+fn main_controller<K: CloudKind>(ctx: &Context, scope: &Scope) -> KindController<K> {
+    let (reader, writer) = reflector::store();
+    let objects = watcher(
+        scope.api::<DeserializeGuard<K>>(),
+        watcher::Config::default().any_semantic(),
+    )
+    .modify(|object: &mut DeserializeGuard<K>| {
+        let meta = object.meta_mut();
+        meta.managed_fields = None;
+        if let Some(annotations) = &mut meta.annotations {
+            annotations.remove(LAST_APPLIED);
+        }
+    })
+    .reflect(writer)
+    .applied_objects();
+    match ctx.settings.polling {
+        Polling::PerObject => Controller::for_stream(objects, reader),
+        Polling::Inventory => {
+            let changed = objects.predicate_filter(
+                |object: &DeserializeGuard<K>| Some(meta_hash(object.meta())),
+                PredicateConfig::default(),
+            );
+            let triggers = ctx
+                .inventory
+                .subscribe(&K::kind(&()), scope.namespace.clone());
+            let triggers = futures::stream::unfold(triggers, |mut triggers| async move {
+                let (namespace, name) = triggers.recv().await?;
+                Some((ObjectRef::new(&name).within(&namespace), triggers))
+            });
+            Controller::for_stream(changed, reader).reconcile_on(triggers)
+        }
+    }
+}
+
+/// kubectl's copy of the last applied manifest, which the store need not keep.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A kind's controller, as the watch machinery sees it.
 pub type KindController<K> = Controller<DeserializeGuard<K>>;

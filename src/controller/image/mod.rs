@@ -20,6 +20,7 @@ use crate::api::{ImageShare, ObservedImage, Volume, VolumeImage, VolumeImageStat
 use crate::cloud::model::{Image as CloudImage, ImageQuery, PatchOp};
 use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
+use crate::controller::inventory::{self, View};
 use crate::controller::lifecycle::{Cycle, Reconcile};
 use crate::controller::locate::{Finder, Noun, Step, found, oldest_first};
 use crate::controller::reasons::Reason;
@@ -95,27 +96,43 @@ const NOUN: Noun = Noun {
     gone: Reason::ImageNotFound,
 };
 
-/// Finds images through the image API. Marks are looked for among the credentials' own
-/// images only.
+/// Finds images through the image API, or through the tenant's inventory when there is one
+/// (`--polling inventory`). Marks are looked for among the credentials' own images only.
 struct Images<'a> {
     client: &'a dyn Image,
     /// The name of the last upload request, unique to it (`status.uploadName`).
     upload_name: Option<&'a str>,
+    inventory: Option<View<inventory::source::Images>>,
 }
 
 impl<'a> Images<'a> {
-    fn of(client: &'a dyn Image, object: &'a VolumeImage) -> Self {
+    fn of(cycle: &Cycle<'a, VolumeImage>, client: &'a Arc<dyn Image>) -> Self {
+        let object = cycle.object;
+        let upload_name = object
+            .status
+            .as_ref()
+            .and_then(|s| s.upload_name.as_deref());
+        let mark = object
+            .creates()
+            .then(|| uid_tag(&object.uid().unwrap_or_default()));
         Images {
-            client,
-            upload_name: object
-                .status
-                .as_ref()
-                .and_then(|s| s.upload_name.as_deref()),
+            client: client.as_ref(),
+            upload_name,
+            inventory: cycle.ctx.inventory.images(cycle, client, mark, upload_name),
         }
     }
 
     async fn owned(&self, query: ImageQuery) -> Result<Vec<CloudImage>, CloudError> {
         let owner = self.client.project_id().await?;
+        if let Some(inventory) = &self.inventory {
+            let found = match (&query.name, query.tags.first()) {
+                (Some(name), _) => inventory.named(name).await?,
+                (None, Some(tag)) => inventory.marked(tag).await?,
+                (None, None) => Vec::new(),
+            };
+            let query = ImageQuery { owner, ..query };
+            return Ok(found.into_iter().filter(|i| query.matches(i)).collect());
+        }
         self.client
             .list_images(&ImageQuery { owner, ..query })
             .await
@@ -130,10 +147,16 @@ impl Finder for Images<'_> {
     }
 
     async fn show(&self, id: &str) -> Result<Option<CloudImage>, CloudError> {
-        found(self.client.show_image(id).await)
+        match &self.inventory {
+            Some(inventory) => inventory.show(id).await,
+            None => found(self.client.show_image(id).await),
+        }
     }
 
     async fn named(&self, name: &str) -> Result<Vec<CloudImage>, CloudError> {
+        if let Some(inventory) = &self.inventory {
+            return inventory.named(name).await;
+        }
         let query = ImageQuery {
             name: Some(name.to_string()),
             ..Default::default()
@@ -175,10 +198,7 @@ impl Reconcile for VolumeImage {
             Err(health) => return cycle.report(&health).await,
         };
         let object = cycle.object;
-        let image = match cycle
-            .locate(&Images::of(images.as_ref(), object), NOUN)
-            .await
-        {
+        let image = match cycle.locate(&Images::of(&cycle, &images), NOUN).await {
             Step::Observe(image) => image,
             Step::Closed(result) => return result,
             Step::Create => return upload(&cycle).await,
@@ -251,10 +271,7 @@ impl Reconcile for VolumeImage {
             Err(health) => return cycle.report(&health).await,
         };
         let object = cycle.object;
-        let image = match cycle
-            .existing(&Images::of(images.as_ref(), object), NOUN)
-            .await
-        {
+        let image = match cycle.existing(&Images::of(&cycle, &images), NOUN).await {
             Ok(image) => image,
             Err(closed) => return closed,
         };
@@ -325,7 +342,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
         Ok(id) => id,
         Err(health) => return cycle.report(&health).await,
     };
-    let storage = match cycle.ctx.connector.block_storage(&cycle.credentials) {
+    let storage = match cycle.ctx.block_storage(&cycle.credentials) {
         Ok(storage) => storage,
         Err(err) => {
             let health = cloud_error_health(

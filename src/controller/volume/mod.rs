@@ -5,6 +5,8 @@
 
 pub mod decide;
 
+use std::sync::Arc;
+
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::Controller;
@@ -15,6 +17,7 @@ use crate::api::{ObservedVolume, Volume, VolumeAttachment, VolumeImage, VolumeSt
 use crate::cloud::model::{Volume as CloudVolume, VolumeQuery};
 use crate::cloud::{BlockStorage, CloudError};
 use crate::controller::conditions::Health;
+use crate::controller::inventory::{self, View};
 use crate::controller::lifecycle::{Cycle, Reconcile};
 use crate::controller::locate::{Finder, Noun, Step, found, oldest_first};
 use crate::controller::reasons::Reason;
@@ -66,8 +69,21 @@ const NOUN: Noun = Noun {
     gone: Reason::VolumeNotFound,
 };
 
-/// Finds volumes through the block-storage API.
-struct Volumes<'a>(&'a dyn BlockStorage);
+/// Finds volumes through the block-storage API, or through the tenant's inventory when there
+/// is one (`--polling inventory`).
+struct Volumes<'a> {
+    storage: &'a dyn BlockStorage,
+    inventory: Option<View<inventory::source::Volumes>>,
+}
+
+impl<'a> Volumes<'a> {
+    fn of(cycle: &Cycle<'_, Volume>, storage: &'a Arc<dyn BlockStorage>) -> Self {
+        Volumes {
+            storage: storage.as_ref(),
+            inventory: cycle.ctx.inventory.volumes(cycle, storage),
+        }
+    }
+}
 
 impl Finder for Volumes<'_> {
     type Resource = CloudVolume;
@@ -77,23 +93,34 @@ impl Finder for Volumes<'_> {
     }
 
     async fn show(&self, id: &str) -> Result<Option<CloudVolume>, CloudError> {
-        found(self.0.show_volume(id).await)
+        match &self.inventory {
+            Some(inventory) => inventory.show(id).await,
+            None => found(self.storage.show_volume(id).await),
+        }
     }
 
     async fn named(&self, name: &str) -> Result<Vec<CloudVolume>, CloudError> {
+        if let Some(inventory) = &self.inventory {
+            return inventory.named(name).await;
+        }
         let query = VolumeQuery {
             name: Some(name.to_string()),
             ..Default::default()
         };
-        self.0.list_volumes_detail(&query).await
+        self.storage.list_volumes_detail(&query).await
     }
 
     async fn marked(&self, uid: &str) -> Result<Vec<CloudVolume>, CloudError> {
-        let query = VolumeQuery {
-            metadata: [(UID_MARK.to_string(), uid.to_string())].into(),
-            ..Default::default()
+        let marked = match &self.inventory {
+            Some(inventory) => inventory.marked(uid).await?,
+            None => {
+                let query = VolumeQuery {
+                    metadata: [(UID_MARK.to_string(), uid.to_string())].into(),
+                    ..Default::default()
+                };
+                self.storage.list_volumes_detail(&query).await?
+            }
         };
-        let marked = self.0.list_volumes_detail(&query).await?;
         Ok(oldest_first(marked, |v| &v.created_at))
     }
 
@@ -109,7 +136,7 @@ impl Reconcile for Volume {
             Err(health) => return cycle.report(&health).await,
         };
         let volume = cycle.object;
-        let found = match cycle.locate(&Volumes(storage.as_ref()), NOUN).await {
+        let found = match cycle.locate(&Volumes::of(&cycle, &storage), NOUN).await {
             Step::Observe(found) => found,
             Step::Closed(result) => return result,
             Step::Create => return create(&cycle, storage.as_ref()).await,
@@ -183,7 +210,7 @@ impl Reconcile for Volume {
             Err(health) => return cycle.report(&health).await,
         };
         let volume = cycle.object;
-        let found = match cycle.existing(&Volumes(storage.as_ref()), NOUN).await {
+        let found = match cycle.existing(&Volumes::of(&cycle, &storage), NOUN).await {
             Ok(found) => found,
             Err(closed) => return closed,
         };
