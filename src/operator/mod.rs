@@ -19,7 +19,8 @@ use kube::api::{Api, ListParams};
 use tracing::{error, info, warn};
 
 use crate::api::Volume;
-use crate::cloud::{CloudHttp, Connector, TransportConfig};
+use crate::cloud::{CloudHttp, Connector, RateLimit, TransportConfig};
+use crate::controller::inventory::Polling;
 use crate::controller::{self, Context, Settings};
 use crate::logging::LogFormat;
 use crate::metrics::Metrics;
@@ -53,6 +54,23 @@ pub struct RunArgs {
     /// extending, deleting and queued, 60m for the others.
     #[arg(long, env = "CLOUDVOL_PROGRESS_DEADLINE", value_parser = parse_period)]
     pub progress_deadline: Option<Duration>,
+    /// How objects learn what the cloud says: `inventory` (one inventory per cloud identity
+    /// lists for every object and triggers those whose resource changed) or `per-object` (each
+    /// reconcile reads its own resource, as before the inventory).
+    #[arg(long, env = "CLOUDVOL_POLLING", default_value = "inventory", value_parser = parse_polling)]
+    pub polling: Polling,
+    /// How often an inventory looks while an object waits on the cloud (transitional, being
+    /// created or deleted), e.g. `1s`; at the resync period when all are steady.
+    #[arg(long, env = "CLOUDVOL_INVENTORY_INTERVAL", default_value = "1s", value_parser = parse_period)]
+    pub inventory_interval: Duration,
+    /// Requests per second to each cloud host (identity, block storage, image), shared by every
+    /// object; `0` turns the limit off. Waits are counted in
+    /// `cloudvol_cloud_rate_limit_wait_seconds`.
+    #[arg(long, env = "CLOUDVOL_CLOUD_RATE_LIMIT", default_value_t = 20.0)]
+    pub cloud_rate_limit: f64,
+    /// Requests to one cloud host that may go at once before the rate limit applies.
+    #[arg(long, env = "CLOUDVOL_CLOUD_RATE_BURST", default_value_t = 40.0)]
+    pub cloud_rate_burst: f64,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "CLOUDVOL_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -87,6 +105,10 @@ fn parse_period(text: &str) -> Result<Duration, String> {
     crate::api::parse_duration(text).map_err(|err| err.to_string())
 }
 
+fn parse_polling(text: &str) -> Result<Polling, String> {
+    text.parse()
+}
+
 impl RunArgs {
     pub fn settings(&self) -> Settings {
         Settings {
@@ -101,7 +123,21 @@ impl RunArgs {
             resync_period: self.resync_period,
             progress_deadline: self.progress_deadline,
             stop_controller_for_test: self.test_stop_controller.clone(),
+            polling: self.polling,
+            inventory_interval: self.inventory_interval.max(Duration::from_millis(100)),
             ..Settings::default()
+        }
+    }
+
+    /// The transport: the per-host rate limit of the flags (none for `0`).
+    pub fn transport(&self) -> TransportConfig {
+        let limited = self.cloud_rate_limit > 0.0 && self.cloud_rate_limit.is_finite();
+        TransportConfig {
+            rate_limit: limited.then(|| RateLimit {
+                per_second: self.cloud_rate_limit,
+                burst: self.cloud_rate_burst.max(1.0),
+            }),
+            ..TransportConfig::default()
         }
     }
 }
@@ -113,7 +149,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 pub async fn run(args: RunArgs) -> Result<(), Error> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
-    let connector = Connector::new(CloudHttp::new(TransportConfig::default())?);
+    let connector = Connector::new(CloudHttp::new(args.transport())?);
     connector.http().set_request_observer(metrics.clone());
     let health = Health::default();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
