@@ -21,6 +21,7 @@ use cloudvol::cloud::model::{CreateVolume, ImageQuery};
 use cloudvol::cloud::{
     CloudCredentials, CloudError, CloudHttp, Connector, RetryPolicy, TransportConfig,
 };
+use cloudvol::controller::inventory::Polling;
 use cloudvol::controller::requeue::Backoff;
 use cloudvol::controller::{Context, Settings};
 use cloudvol::metrics::Metrics;
@@ -59,6 +60,9 @@ pub struct Harness {
 impl Harness {
     /// A namespace, an emulator with `config`, and the credentials Secret; no operator yet.
     pub async fn with_emulator(prefix: &str, config: Config) -> Harness {
+        if let Ok(filter) = std::env::var("CLOUDVOL_TEST_LOG") {
+            cloudvol::logging::init_logging(&filter, cloudvol::logging::LogFormat::Text);
+        }
         let client = super::client().await;
         let namespace = super::namespace(&client, prefix).await;
         let emulator = cloudvol_emulator::start(config, "127.0.0.1:0".parse().expect("an address"))
@@ -187,8 +191,11 @@ impl Harness {
     }
 
     /// The settings of an in-process operator: this namespace only, a 30 s resync, fast
-    /// backoff. Tests that need others change these and pass them to
-    /// [`Harness::start_operator_with`].
+    /// backoff, inventories that look every 200 ms while something waits. Tests that need
+    /// others change these and pass them to [`Harness::start_operator_with`].
+    ///
+    /// `CLOUDVOL_TEST_POLLING=per-object` runs the suites with each object reading the cloud
+    /// itself (`--polling per-object`); the default is the operator's own (inventories).
     pub fn settings(&self) -> Settings {
         Settings {
             namespaces: vec![self.namespace.clone()],
@@ -198,6 +205,8 @@ impl Harness {
                 base: Duration::from_millis(100),
                 cap: Duration::from_secs(1),
             },
+            polling: test_polling(),
+            inventory_interval: Duration::from_millis(200),
             ..Settings::default()
         }
     }
@@ -892,6 +901,17 @@ pub fn members_from_json(members: &Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The polling mode the suites run in: `CLOUDVOL_TEST_POLLING` (`per-object` or
+/// `inventory`), else the operator's default.
+pub fn test_polling() -> Polling {
+    match std::env::var("CLOUDVOL_TEST_POLLING") {
+        Ok(mode) if !mode.is_empty() => mode
+            .parse()
+            .unwrap_or_else(|err| panic!("CLOUDVOL_TEST_POLLING: {err}")),
+        _ => Polling::default(),
+    }
 }
 
 /// Emulator transitions of 100 ms: fast, yet slow enough to see the states in between.
