@@ -3,15 +3,19 @@
 //! A controller runs up to `--concurrency` reconciles of a kind at once. Reconciles that talk to
 //! one cloud scope — one identity endpoint, tenant (or project, or SCP account) and region —
 //! may hold at most `--cloud-concurrency` of those slots. A reconcile whose scope is full does
-//! not wait for a slot: it is put back with the object's backoff, so that a cloud that hangs, or
-//! a tenant with thousands of failing objects, holds a bounded share and every other scope
-//! keeps being served.
+//! not wait for a slot: it is put back, so that a cloud that hangs, or a tenant with thousands
+//! of failing objects, holds a bounded share and every other scope keeps being served. The
+//! object put back waits in its scope's queue, and the next slot of that scope to come free
+//! reconciles it (a trigger, [`super::triggers`]), so a burst of objects in one tenant keeps
+//! every slot busy instead of sleeping through an exponential backoff; the object's backoff
+//! stays as the fallback.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::triggers::{Target, Triggers};
 use crate::cloud::CloudCredentials;
 use crate::cloud::credentials::Auth;
 
@@ -40,34 +44,130 @@ pub fn scope_of(credentials: &CloudCredentials) -> String {
 /// The slots of every cloud scope.
 pub struct Fairness {
     per_scope: usize,
-    scopes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    scopes: Mutex<HashMap<String, Arc<Slots>>>,
+    triggers: Arc<Triggers>,
+}
+
+/// One scope's slots, and the objects waiting for one, oldest first.
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<Target>,
+    queued: HashSet<Target>,
+}
+
+impl Slots {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A slot of a scope, held until dropped; dropping it reconciles the next object waiting.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Slots>,
+    triggers: Arc<Triggers>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Free the slot first, so that the object woken finds it.
+        drop(self.permit.take());
+        loop {
+            let next = {
+                let mut waiting = self.slots.waiting();
+                let next = waiting.queue.pop_front();
+                if let Some(next) = &next {
+                    waiting.queued.remove(next);
+                }
+                next
+            };
+            match next {
+                // Its controller stopped (or never ran): try the next one.
+                Some(next) if self.triggers.fire(&next) == 0 => continue,
+                _ => break,
+            }
+        }
+    }
 }
 
 impl Fairness {
-    /// At most `per_scope` reconciles at once per cloud scope (at least one).
-    pub fn new(per_scope: usize) -> Self {
+    /// At most `per_scope` reconciles at once per cloud scope (at least one); objects put back
+    /// are reconciled again through `triggers`.
+    pub fn new(per_scope: usize, triggers: Arc<Triggers>) -> Self {
         Fairness {
             per_scope: per_scope.max(1),
             scopes: Mutex::new(HashMap::new()),
+            triggers,
         }
     }
 
-    /// A slot for `scope`, if one is free now. Held until the permit is dropped.
-    pub fn try_enter(&self, scope: &str) -> Option<OwnedSemaphorePermit> {
+    fn slots(&self, scope: &str) -> Arc<Slots> {
         let mut scopes = self
             .scopes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Forget scopes nobody is in, so that the map stays as small as the scopes in use.
+        // Forget scopes nobody is in or waits for, so that the map stays as small as the
+        // scopes in use.
         if scopes.len() > 64 {
             let full = self.per_scope;
-            scopes.retain(|_, s| s.available_permits() < full || Arc::strong_count(s) > 1);
+            scopes.retain(|_, s| {
+                s.semaphore.available_permits() < full
+                    || Arc::strong_count(s) > 1
+                    || !s.waiting().queue.is_empty()
+            });
         }
-        let slots = scopes
+        scopes
             .entry(scope.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_scope)))
-            .clone();
-        slots.try_acquire_owned().ok()
+            .or_insert_with(|| {
+                Arc::new(Slots {
+                    semaphore: Arc::new(Semaphore::new(self.per_scope)),
+                    waiting: Mutex::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// A slot for `scope`, if one is free now; otherwise `waiter` is queued, and reconciled
+    /// when a slot of that scope comes free.
+    pub fn enter(&self, scope: &str, waiter: Target) -> Option<Slot> {
+        let slots = self.slots(scope);
+        let slot = |permit| Slot {
+            permit: Some(permit),
+            slots: slots.clone(),
+            triggers: self.triggers.clone(),
+        };
+        if let Ok(permit) = slots.semaphore.clone().try_acquire_owned() {
+            let mut waiting = slots.waiting();
+            if waiting.queued.remove(&waiter) {
+                waiting.queue.retain(|w| *w != waiter);
+            }
+            drop(waiting);
+            return Some(slot(permit));
+        }
+        {
+            let mut waiting = slots.waiting();
+            if waiting.queued.insert(waiter.clone()) {
+                waiting.queue.push_back(waiter.clone());
+            }
+        }
+        // A slot may have come free between the two: then no one would wake the waiter.
+        let permit = slots.semaphore.clone().try_acquire_owned().ok()?;
+        let mut waiting = slots.waiting();
+        if waiting.queued.remove(&waiter) {
+            waiting.queue.retain(|w| *w != waiter);
+        }
+        drop(waiting);
+        Some(slot(permit))
+    }
+
+    /// A slot for `scope`, if one is free now (nothing is queued). Held until dropped.
+    pub fn try_enter(&self, scope: &str) -> Option<OwnedSemaphorePermit> {
+        self.slots(scope).semaphore.clone().try_acquire_owned().ok()
     }
 }
 
@@ -77,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_full_scope_refuses_and_others_still_enter() {
-        let fairness = Fairness::new(2);
+        let fairness = Fairness::new(2, Arc::default());
         let a1 = fairness.try_enter("a");
         let a2 = fairness.try_enter("a");
         assert!(a1.is_some() && a2.is_some());
@@ -92,11 +192,44 @@ mod tests {
 
     #[test]
     fn unused_scopes_are_forgotten() {
-        let fairness = Fairness::new(1);
+        let fairness = Fairness::new(1, Arc::default());
         for n in 0..1000 {
             let _slot = fairness.try_enter(&format!("scope-{n}"));
         }
         assert!(fairness.scopes.lock().unwrap().len() <= 65);
+    }
+
+    fn waiter(name: &str) -> Target {
+        Target {
+            kind: "Volume".into(),
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_freed_slot_reconciles_the_oldest_waiter_once() {
+        let triggers = Arc::new(Triggers::default());
+        let mut woken = triggers.subscribe("Volume", None);
+        let fairness = Fairness::new(1, triggers);
+        let first = fairness.enter("a", waiter("first"));
+        assert!(first.is_some());
+        assert!(fairness.enter("a", waiter("second")).is_none());
+        assert!(fairness.enter("a", waiter("third")).is_none());
+        assert!(
+            fairness.enter("a", waiter("second")).is_none(),
+            "queued once however often it is put back"
+        );
+        assert!(fairness.enter("b", waiter("elsewhere")).is_some());
+        drop(first);
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "second".into()));
+        assert!(woken.try_recv().is_err(), "one slot wakes one object");
+        let second = fairness.enter("a", waiter("second"));
+        assert!(second.is_some(), "the slot was left free for it");
+        drop(second);
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "third".into()));
+        drop(fairness.enter("a", waiter("third")));
+        assert!(woken.try_recv().is_err(), "nobody waits any more");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::conditions::Health;
 use super::fairness::scope_of;
 use super::report::{Phase, Report};
 use super::secret::{self, LoadError, Loaded};
+use super::triggers::Target;
 use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
 use crate::api::CloudCredentialsRef;
 use crate::cloud::{BlockStorage, CloudCredentials, Image};
@@ -159,7 +160,7 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     };
     // A fair share: a scope whose slots are all taken (a cloud that hangs, a tenant with many
     // busy objects) puts this object back with its backoff instead of waiting in a slot.
-    let Some(_slot) = ctx.fairness.try_enter(&scope_of(&credentials)) else {
+    let Some(_slot) = ctx.fairness.enter(&scope_of(&credentials), waiter(object)) else {
         ctx.metrics.deferred(&K::kind(&()));
         let after = ctx.backoff(&object.key(), None);
         return match phase {
@@ -183,6 +184,15 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     match phase {
         Phase::Apply => K::apply(cycle).await,
         Phase::Cleanup => K::cleanup(cycle).await,
+    }
+}
+
+/// Who waits for a slot, to be reconciled when one comes free.
+fn waiter<K: CloudKind>(object: &K) -> Target {
+    Target {
+        kind: K::kind(&()).to_string(),
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod secret;
 pub mod share;
 pub mod states;
+pub mod triggers;
 pub mod volume;
 
 use std::fmt::Debug;
@@ -273,6 +274,8 @@ pub struct Context {
     pub attempts: Attempts,
     pub fairness: fairness::Fairness,
     pub inventory: inventory::Inventories,
+    /// Reconciles from outside the watches (inventories, fair shares).
+    pub triggers: Arc<triggers::Triggers>,
 }
 
 impl Context {
@@ -296,13 +299,20 @@ impl Context {
                 .as_ref()
                 .map(|limit| limit.per_second),
         };
+        let triggers = Arc::new(triggers::Triggers::default());
         Context {
             recorder: Recorder::new(client.clone(), reporter),
-            inventory: inventory::Inventories::new(settings.polling, cadence, metrics.clone()),
+            inventory: inventory::Inventories::new(
+                settings.polling,
+                cadence,
+                metrics.clone(),
+                triggers.clone(),
+            ),
+            fairness: fairness::Fairness::new(settings.cloud_concurrency, triggers.clone()),
+            triggers,
             client,
             connector,
             metrics,
-            fairness: fairness::Fairness::new(settings.cloud_concurrency),
             settings,
             attempts: Attempts::default(),
         }

@@ -167,9 +167,9 @@ pub async fn run_kind<K, F, Fut>(
 /// The controller of `K` in `scope`, before its relations. Its store keeps objects without
 /// their managed fields and last-applied annotation (nothing reads them). With inventories,
 /// only a change to what [`meta_hash`] covers (spec, labels, annotations, finalizers,
-/// deletion) reconciles an object, not cloudvol's own status writes, and the inventories'
-/// triggers reconcile the objects whose cloud resource changed. Per object, every change
-/// reconciles, as before the inventories.
+/// deletion) reconciles an object, not cloudvol's own status writes. Per object, every change
+/// reconciles, as before the inventories. In both, the triggers reconcile objects from outside:
+/// the inventories' (a cloud resource changed), the fair shares' (a slot came free).
 fn main_controller<K: CloudKind>(ctx: &Context, scope: &Scope) -> KindController<K> {
     let (reader, writer) = reflector::store();
     let objects = watcher(
@@ -185,23 +185,24 @@ fn main_controller<K: CloudKind>(ctx: &Context, scope: &Scope) -> KindController
     })
     .reflect(writer)
     .applied_objects();
-    match ctx.settings.polling {
+    let triggers = ctx
+        .triggers
+        .subscribe(&K::kind(&()), scope.namespace.clone());
+    let triggers = futures::stream::unfold(triggers, |mut triggers| async move {
+        let (namespace, name) = triggers.recv().await?;
+        Some((ObjectRef::new(&name).within(&namespace), triggers))
+    });
+    let controller = match ctx.settings.polling {
         Polling::PerObject => Controller::for_stream(objects, reader),
         Polling::Inventory => {
             let changed = objects.predicate_filter(
                 |object: &DeserializeGuard<K>| Some(meta_hash(object.meta())),
                 PredicateConfig::default(),
             );
-            let triggers = ctx
-                .inventory
-                .subscribe(&K::kind(&()), scope.namespace.clone());
-            let triggers = futures::stream::unfold(triggers, |mut triggers| async move {
-                let (namespace, name) = triggers.recv().await?;
-                Some((ObjectRef::new(&name).within(&namespace), triggers))
-            });
-            Controller::for_stream(changed, reader).reconcile_on(triggers)
+            Controller::for_stream(changed, reader)
         }
-    }
+    };
+    controller.reconcile_on(triggers)
 }
 
 /// kubectl's copy of the last applied manifest, which the store need not keep.

@@ -14,7 +14,7 @@
 //!   resync period otherwise ([`plan::next_round`]).
 //! - **Triggers.** A resource that changed between two observations triggers a reconcile of
 //!   exactly the objects that use it (by id, mark or name), through the controllers'
-//!   `reconcile_on` streams ([`Inventories::subscribe`]). An unchanged one triggers nothing.
+//!   `reconcile_on` streams ([`super::triggers`]). An unchanged one triggers nothing.
 //!   A failed round is reported by every object that uses the inventory (their lookups return
 //!   its error), and the next round backs off per inventory.
 //! - **Freshness.** The index knows when each observation started. A write through cloudvol
@@ -39,16 +39,15 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::ResourceExt;
-use tokio::sync::mpsc;
-
 use crate::api::parse_duration;
 use crate::cloud::{BlockStorage, CloudCredentials, CloudError, Image};
 use crate::metrics::Metrics;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 
 use super::lifecycle::Cycle;
 use super::locate::Keys;
+use super::triggers::{Target, Triggers};
 use super::{CloudKind, MIN_RESYNC};
 use plan::Cadence;
 use scope::{Scope, User};
@@ -115,13 +114,7 @@ pub struct Shared {
     /// `service|mark:<mark>` or `service|name:<name>` → when the last request that may have made
     /// such a resource ended.
     attempts: Mutex<HashMap<String, Instant>>,
-    subscribers: Mutex<Vec<Subscriber>>,
-}
-
-struct Subscriber {
-    kind: String,
-    namespace: Option<String>,
-    sender: mpsc::UnboundedSender<(String, String)>,
+    triggers: Arc<Triggers>,
 }
 
 /// How long a request that may have made a resource is remembered: far longer than any round
@@ -152,26 +145,17 @@ impl Shared {
 
     /// Reconciles each of `users` through its controller.
     fn fire(&self, service: &str, users: &[User]) {
-        if users.is_empty() {
-            return;
-        }
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        subscribers.retain(|s| !s.sender.is_closed());
         let mut fired = 0u64;
         for user in users {
-            for subscriber in subscribers.iter().filter(|s| {
-                s.kind == user.kind && s.namespace.as_ref().is_none_or(|ns| *ns == user.namespace)
-            }) {
-                if subscriber
-                    .sender
-                    .send((user.namespace.clone(), user.name.clone()))
-                    .is_ok()
-                {
-                    fired += 1;
-                }
-            }
+            fired += self.triggers.fire(&Target {
+                kind: user.kind.clone(),
+                namespace: user.namespace.clone(),
+                name: user.name.clone(),
+            });
         }
-        self.metrics.inventory_triggered(service, fired);
+        if fired > 0 {
+            self.metrics.inventory_triggered(service, fired);
+        }
     }
 }
 
@@ -286,12 +270,17 @@ pub struct Inventories {
 }
 
 impl Inventories {
-    pub fn new(polling: Polling, cadence: Cadence, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        polling: Polling,
+        cadence: Cadence,
+        metrics: Arc<Metrics>,
+        triggers: Arc<Triggers>,
+    ) -> Self {
         let shared = Arc::new(Shared {
             metrics,
             cadence,
             attempts: Mutex::new(HashMap::new()),
-            subscribers: Mutex::new(Vec::new()),
+            triggers,
         });
         Inventories {
             polling,
@@ -303,27 +292,6 @@ impl Inventories {
 
     pub fn polling(&self) -> Polling {
         self.polling
-    }
-
-    /// The objects of `kind` (in `namespace`, or all) that inventories trigger, as
-    /// (namespace, name).
-    pub fn subscribe(
-        &self,
-        kind: &str,
-        namespace: Option<String>,
-    ) -> mpsc::UnboundedReceiver<(String, String)> {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let mut subscribers = self
-            .shared
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        subscribers.push(Subscriber {
-            kind: kind.to_string(),
-            namespace,
-            sender,
-        });
-        receiver
     }
 
     /// The block-storage inventory `cycle`'s object reads through, registered; `None` when
