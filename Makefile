@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test lint crds control-plane-stop openstack openstack-stop
+.PHONY: demo test lint crds bench control-plane-stop openstack openstack-stop
 
 ## Run the demo: a control plane, the emulator, the operator, and the examples.
 demo:
@@ -14,6 +14,11 @@ demo:
 test: lint
 	hack/openstack.sh deps
 	$(CARGO) test --workspace --all-targets --no-fail-fast
+
+## Both polling modes side by side on N Volumes (default 1000), release build, real control plane
+## and emulator; prints figures, asserts nothing (docs/performance.md). Not part of `make test`.
+bench:
+	hack/bench.sh
 
 ## Formatting and clippy, warnings as errors.
 lint:
