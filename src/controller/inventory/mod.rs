@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::api::parse_duration;
 use crate::cloud::{BlockStorage, CloudCredentials, CloudError, Image};
@@ -196,6 +196,7 @@ impl<S: Source> Registry<S> {
         source: impl FnOnce() -> S,
         caller: &str,
         user: User,
+        deleted_at: Option<Instant>,
     ) -> (Arc<Scope<S>>, Option<Instant>) {
         let mut scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
         let scope = match scopes.get(key).filter(|s| !s.retired()) {
@@ -223,7 +224,7 @@ impl<S: Source> Registry<S> {
                 other.unregister(caller);
             }
         }
-        let fresh_after = scope.register(caller, user);
+        let fresh_after = scope.register(caller, user, deleted_at);
         (scope, fresh_after)
     }
 }
@@ -313,6 +314,7 @@ impl Inventories {
             || source::Volumes(storage.clone()),
             &cycle.object.key(),
             user,
+            deleted_at(cycle.object.meta()),
         );
         Some(self.view(scope, cycle.object.key(), fresh_after))
     }
@@ -339,6 +341,7 @@ impl Inventories {
             || source::Images::new(client.clone()),
             &cycle.object.key(),
             user,
+            deleted_at(cycle.object.meta()),
         );
         Some(self.view(scope, cycle.object.key(), fresh_after))
     }
@@ -421,6 +424,17 @@ impl Inventories {
             meta: meta_hash(object.meta()),
         }
     }
+}
+
+/// The instant just after the object's deletion was asked for, on this process's clock.
+/// `deletionTimestamp` has whole seconds, so the next second is the first one surely after it.
+fn deleted_at(meta: &ObjectMeta) -> Option<Instant> {
+    let deleted = meta.deletion_timestamp.as_ref()?.0.as_millisecond();
+    let wall = SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_millis(u64::try_from(deleted).ok()?))?
+        .checked_add(Duration::from_secs(1))?;
+    let ago = SystemTime::now().duration_since(wall).unwrap_or_default();
+    Instant::now().checked_sub(ago)
 }
 
 /// The key of the inventory of `credentials` for `service`.

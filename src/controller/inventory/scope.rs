@@ -119,18 +119,20 @@ impl<S: Source> Scope<S> {
 
     /// Registers (or refreshes) `user` under `key`. Returns when its lookups must be fresher
     /// than: the object changed since its last registration (a person touched it, or it is
-    /// being deleted), so what the inventory saw before may be out of date for it.
-    pub fn register(&self, key: &str, user: User) -> Option<Instant> {
+    /// being deleted), so what the inventory saw before may be out of date for it. A change
+    /// counts from now; the deletion, from `deleted_at` when known, so that one round after
+    /// many objects are deleted at once serves them all.
+    pub fn register(&self, key: &str, user: User, deleted_at: Option<Instant>) -> Option<Instant> {
         let now = Instant::now();
         let mut state = self.lock();
-        let changed = state
-            .users
-            .get(key)
-            .is_some_and(|r| r.user.meta != user.meta);
-        let wakes = state
-            .users
-            .get(key)
-            .is_none_or(|r| r.user.deleting != user.deleting);
+        let previous = state.users.get(key).map(|r| (r.user.meta, r.user.deleting));
+        let fresh_after = match previous {
+            Some((meta, _)) if meta == user.meta => None,
+            Some((_, false)) if user.deleting => Some(deleted_at.unwrap_or(now).min(now)),
+            Some(_) => Some(now),
+            None => None,
+        };
+        let wakes = previous.is_none_or(|(_, deleting)| deleting != user.deleting);
         state
             .users
             .insert(key.to_string(), Registered { user, touched: now });
@@ -138,7 +140,7 @@ impl<S: Source> Scope<S> {
         if wakes {
             self.wake.notify_one();
         }
-        changed.then_some(now)
+        fresh_after
     }
 
     /// Forgets the user `key` (it moved to another inventory).
