@@ -12,11 +12,12 @@
 //! silently shortened list, since callers look for their marks in lists and
 //! a missing item would make them create a duplicate.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::CloudError;
 use super::session::{ServiceRequest, Session};
@@ -170,14 +171,28 @@ pub(crate) async fn collect<T: DeserializeOwned>(
         let resp = session
             .send(ServiceRequest::new(service, Method::GET, path).query(query.clone()))
             .await?;
-        let page: Value = resp.json()?;
-        let Some(list) = page.get(items_key) else {
+        // The items are read straight into `T`; only the rest of the page (links, counts) is
+        // kept as a Value: a page of 1000 volumes never exists as a Value tree.
+        let raw: HashMap<String, &RawValue> = serde_json::from_slice(&resp.body).map_err(|e| {
+            CloudError::decode(format!(
+                "cannot read the answer (HTTP {}): {e}",
+                resp.status.as_u16()
+            ))
+        })?;
+        let Some(list) = raw.get(items_key) else {
             return Err(CloudError::decode(format!(
                 "the list answer has no `{items_key}`"
             )));
         };
-        let list: Vec<T> = serde_json::from_value(list.clone())
+        let list: Vec<T> = serde_json::from_str(list.get())
             .map_err(|e| CloudError::decode(format!("cannot read `{items_key}`: {e}")))?;
+        let mut rest = serde_json::Map::new();
+        for (key, value) in raw.iter().filter(|(key, _)| *key != items_key) {
+            let value: Value = serde_json::from_str(value.get())
+                .map_err(|e| CloudError::decode(format!("cannot read `{key}`: {e}")))?;
+            rest.insert(key.clone(), value);
+        }
+        let page = Value::Object(rest);
         let was_empty = list.is_empty();
         items.extend(list);
         match pages.next(next(&page), was_empty)? {
