@@ -333,7 +333,10 @@ impl Context {
         Ok(self.inventory.noting_images(credentials, client))
     }
 
-    /// The steady-state requeue for `object`, jittered.
+    /// The steady-state requeue for `object`, jittered. With inventories, the inventory
+    /// compares a Ready object with the cloud every resync period and reconciles it when its
+    /// resource changes; the object's own look is a safety net, [`inventory::STEADY_FACTOR`]
+    /// times rarer.
     pub fn resync<K: CloudKind>(&self, object: &K) -> Action {
         let period = object
             .common()
@@ -341,6 +344,10 @@ impl Context {
             .and_then(|text| parse_duration(text).ok())
             .unwrap_or(self.settings.resync_period)
             .max(MIN_RESYNC);
+        let period = match self.settings.polling {
+            inventory::Polling::PerObject => period,
+            inventory::Polling::Inventory => period.saturating_mul(inventory::STEADY_FACTOR),
+        };
         Action::requeue(jitter(period))
     }
 

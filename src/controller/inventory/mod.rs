@@ -90,6 +90,11 @@ impl FromStr for Polling {
     }
 }
 
+/// How much rarer a Ready object looks by itself with inventories than its resync period
+/// (the inventory looks for it at that period). An object that has not looked for
+/// `2 * STEADY_FACTOR + 1` resync periods is gone, and its inventory forgets it.
+pub const STEADY_FACTOR: u32 = 10;
+
 /// The hash of what a change to an object that should reconcile it changes: generation (the
 /// spec), labels, annotations, finalizers and the deletion. cloudvol's own status writes
 /// change none of them.

@@ -138,9 +138,10 @@ fn budget_floor(cadence: &Cadence, calls: usize) -> Duration {
     }
 }
 
-/// Pages a list of `resources` takes, at `page` per page (at least one).
+/// Requests a list of `resources` takes at `page` per page: the full pages, and the last one,
+/// which is not full (an empty one after a full page: only it says that the list ends).
 pub fn pages(resources: usize, page: usize) -> usize {
-    resources.div_ceil(page.max(1)).max(1)
+    resources / page.max(1) + 1
 }
 
 #[cfg(test)]
@@ -352,9 +353,10 @@ mod tests {
     #[test]
     fn pages_of_a_list() {
         assert_eq!(pages(0, 1000), 1);
-        assert_eq!(pages(1000, 1000), 1);
+        assert_eq!(pages(999, 1000), 1);
+        assert_eq!(pages(1000, 1000), 2, "a full page asks for the next one");
         assert_eq!(pages(1001, 1000), 2);
-        assert_eq!(pages(10_000, 1000), 10);
-        assert_eq!(pages(5, 0), 5);
+        assert_eq!(pages(10_000, 1000), 11);
+        assert_eq!(pages(5, 0), 6);
     }
 }

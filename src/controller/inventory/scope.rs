@@ -10,10 +10,10 @@ use tracing::{debug, warn};
 
 use crate::cloud::CloudError;
 
-use super::Shared;
 use super::index::{Change, Index, Known};
 use super::plan::{self, Cadence, Demand, Plan, Timing};
 use super::source::{PAGE, Source};
+use super::{STEADY_FACTOR, Shared};
 
 /// How long a lookup waits for a round before it reads the cloud itself (a resource) or gives
 /// up with an error (a list).
@@ -609,9 +609,14 @@ impl<S: Source> Scope<S> {
     }
 }
 
-/// Forgets users that have not looked for a long time (their objects are gone: an object
-/// looks at least every resync period).
+/// Forgets users that have not looked for a long time: their objects are gone (a Ready object
+/// looks at least every [`STEADY_FACTOR`] resync periods, any other one more often).
 fn sweep(users: &mut HashMap<String, Registered>, now: Instant) {
-    users
-        .retain(|_, r| now.duration_since(r.touched) < r.user.resync * 3 + Duration::from_secs(60));
+    let lifetime = |r: &Registered| {
+        r.user
+            .resync
+            .saturating_mul(2 * STEADY_FACTOR + 1)
+            .saturating_add(Duration::from_secs(60))
+    };
+    users.retain(|_, r| now.duration_since(r.touched) < lifetime(r));
 }
