@@ -12,12 +12,18 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::triggers::{Target, Triggers};
 use crate::cloud::CloudCredentials;
 use crate::cloud::credentials::Auth;
+
+/// How long, at least, an object put back waits before it tries again by itself: a slot that
+/// comes free wakes it sooner; this is only the fallback, and a short one would make every
+/// queued object read its Secret again and again.
+pub const FALLBACK: Duration = Duration::from_secs(10);
 
 /// The cloud scope credentials act in: what fairness (and, later, a shared inventory) is keyed
 /// by. Built from the configuration alone, so it needs no login; secrets never enter it.
@@ -133,8 +139,10 @@ impl Fairness {
     }
 
     /// A slot for `scope`, if one is free now; otherwise `waiter` is queued, and reconciled
-    /// when a slot of that scope comes free.
-    pub fn enter(&self, scope: &str, waiter: Target) -> Option<Slot> {
+    /// when a slot of that scope comes free. An `urgent` waiter goes before the others: one
+    /// whose cloud resource exists already, whose reconcile is short (it mostly reads what the
+    /// inventory saw), is not kept behind a thousand creates waiting for the rate limit.
+    pub fn enter(&self, scope: &str, waiter: Target, urgent: bool) -> Option<Slot> {
         let slots = self.slots(scope);
         let slot = |permit| Slot {
             permit: Some(permit),
@@ -152,7 +160,11 @@ impl Fairness {
         {
             let mut waiting = slots.waiting();
             if waiting.queued.insert(waiter.clone()) {
-                waiting.queue.push_back(waiter.clone());
+                if urgent {
+                    waiting.queue.push_front(waiter.clone());
+                } else {
+                    waiting.queue.push_back(waiter.clone());
+                }
             }
         }
         // A slot may have come free between the two: then no one would wake the waiter.
@@ -212,24 +224,37 @@ mod tests {
         let triggers = Arc::new(Triggers::default());
         let mut woken = triggers.subscribe("Volume", None);
         let fairness = Fairness::new(1, triggers);
-        let first = fairness.enter("a", waiter("first"));
+        let first = fairness.enter("a", waiter("first"), false);
         assert!(first.is_some());
-        assert!(fairness.enter("a", waiter("second")).is_none());
-        assert!(fairness.enter("a", waiter("third")).is_none());
+        assert!(fairness.enter("a", waiter("second"), false).is_none());
+        assert!(fairness.enter("a", waiter("third"), false).is_none());
         assert!(
-            fairness.enter("a", waiter("second")).is_none(),
+            fairness.enter("a", waiter("second"), false).is_none(),
             "queued once however often it is put back"
         );
-        assert!(fairness.enter("b", waiter("elsewhere")).is_some());
+        assert!(fairness.enter("b", waiter("elsewhere"), false).is_some());
         drop(first);
         assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "second".into()));
         assert!(woken.try_recv().is_err(), "one slot wakes one object");
-        let second = fairness.enter("a", waiter("second"));
+        let second = fairness.enter("a", waiter("second"), false);
         assert!(second.is_some(), "the slot was left free for it");
         drop(second);
         assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "third".into()));
-        drop(fairness.enter("a", waiter("third")));
+        drop(fairness.enter("a", waiter("third"), false));
         assert!(woken.try_recv().is_err(), "nobody waits any more");
+    }
+
+    #[test]
+    fn an_urgent_waiter_goes_first() {
+        let triggers = Arc::new(Triggers::default());
+        let mut woken = triggers.subscribe("Volume", None);
+        let fairness = Fairness::new(1, triggers);
+        let held = fairness.enter("a", waiter("held"), false);
+        assert!(fairness.enter("a", waiter("create-1"), false).is_none());
+        assert!(fairness.enter("a", waiter("create-2"), false).is_none());
+        assert!(fairness.enter("a", waiter("created"), true).is_none());
+        drop(held);
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "created".into()));
     }
 
     #[test]

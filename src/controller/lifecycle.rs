@@ -20,11 +20,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 
 use super::conditions::Health;
-use super::fairness::scope_of;
+use super::fairness::{self, scope_of};
 use super::report::{Phase, Report};
 use super::secret::{self, LoadError, Loaded};
 use super::triggers::Target;
-use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
+use super::{CloudKind, Context, Error, ObjectStatus, cloud_error_health, invalid_common_spec};
 use crate::api::CloudCredentialsRef;
 use crate::cloud::{BlockStorage, CloudCredentials, Image};
 
@@ -160,9 +160,14 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     };
     // A fair share: a scope whose slots are all taken (a cloud that hangs, a tenant with many
     // busy objects) puts this object back with its backoff instead of waiting in a slot.
-    let Some(_slot) = ctx.fairness.enter(&scope_of(&credentials), waiter(object)) else {
+    // An object whose resource exists goes first: its reconcile mostly reads.
+    let urgent = object.status().and_then(ObjectStatus::id).is_some();
+    let Some(_slot) = ctx
+        .fairness
+        .enter(&scope_of(&credentials), waiter(object), urgent)
+    else {
         ctx.metrics.deferred(&K::kind(&()));
-        let after = ctx.backoff(&object.key(), None);
+        let after = ctx.backoff(&object.key(), Some(fairness::FALLBACK));
         return match phase {
             Phase::Apply => Ok(Action::requeue(after)),
             Phase::Cleanup => Err(Error::Hold {
