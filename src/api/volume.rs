@@ -221,6 +221,10 @@ pub struct VolumeStatus {
     /// The cloud volume's ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// When cloudvol last asked the cloud to create the volume, written before the request: a
+    /// deletion of an object that never asked needs no cloud at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_requested_at: Option<String>,
     /// The volume as the cloud last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ObservedVolume>,

@@ -41,6 +41,9 @@ pub fn scope_of(credentials: &CloudCredentials) -> String {
 pub struct Fairness {
     per_scope: usize,
     scopes: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The scope each object's last reconcile was in, so that an object of a full scope is put
+    /// back before its Secret is even read.
+    last: Mutex<HashMap<String, String>>,
 }
 
 impl Fairness {
@@ -49,7 +52,34 @@ impl Fairness {
         Fairness {
             per_scope: per_scope.max(1),
             scopes: Mutex::new(HashMap::new()),
+            last: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the scope `object` was in last time has no free slot now.
+    pub fn last_scope_full(&self, object: &str) -> bool {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(scope) = last.get(object) else {
+            return false;
+        };
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        scopes
+            .get(scope)
+            .is_some_and(|slots| slots.available_permits() == 0)
+    }
+
+    /// Remembers the scope of `object`'s reconcile.
+    pub fn remember(&self, object: &str, scope: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.get(object).map(String::as_str) != Some(scope) {
+            last.insert(object.to_string(), scope.to_string());
+        }
+    }
+
+    /// `object` is gone: forget its scope.
+    pub fn forget(&self, object: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.remove(object);
     }
 
     /// A slot for `scope`, if one is free now. Held until the permit is dropped.
@@ -88,6 +118,20 @@ mod tests {
         assert!(fairness.try_enter("b").is_some(), "b is not held up by a");
         drop(a1);
         assert!(fairness.try_enter("a").is_some(), "a slot came free");
+    }
+
+    #[test]
+    fn an_object_of_a_full_scope_is_known_before_its_secret_is_read() {
+        let fairness = Fairness::new(1);
+        assert!(!fairness.last_scope_full("Volume/ns/a"), "never seen");
+        let slot = fairness.try_enter("scope");
+        fairness.remember("Volume/ns/a", "scope");
+        assert!(fairness.last_scope_full("Volume/ns/a"));
+        drop(slot);
+        assert!(!fairness.last_scope_full("Volume/ns/a"));
+        fairness.forget("Volume/ns/a");
+        let _slot = fairness.try_enter("scope");
+        assert!(!fairness.last_scope_full("Volume/ns/a"), "forgotten");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use super::conditions::Health;
 use super::fairness::scope_of;
 use super::report::{Phase, Report};
+use super::requeue::jitter;
 use super::secret::{self, LoadError, Loaded};
 use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
 use crate::api::CloudCredentialsRef;
@@ -91,7 +92,8 @@ impl<K: CloudKind> Cycle<'_, K> {
         reference: &CloudCredentialsRef,
     ) -> Result<Result<Arc<dyn Image>, Health>, Error> {
         match secret::load(&self.ctx.client, &self.namespace, reference).await {
-            Ok(loaded) => Ok(images(self.ctx, &loaded.credentials, reference)),
+            Ok(loaded) => Ok(images(self.ctx, &loaded.credentials, reference)
+                .map_err(|health| secret::explain(health, &self.namespace, reference))),
             Err(LoadError::Api(err)) => Err(err),
             Err(LoadError::Stalled(health)) => Ok(Err(health)),
         }
@@ -127,6 +129,20 @@ pub async fn reconcile<K: Reconcile>(object: Arc<K>, ctx: Arc<Context>) -> Resul
     })
     .await
     .map_err(from_finalizer)
+    .or_else(|err| match err {
+        // Something went away under the reconcile, most often the object itself as its deletion
+        // finished: not an error. Look again soon; if the object is gone, that look is a no-op.
+        Error::Kube(kube::Error::Api(status)) if status.code == 404 => {
+            Ok(Action::requeue(std::time::Duration::from_secs(5)))
+        }
+        // Another writer changed what this reconcile wrote with a compare-and-swap (two
+        // objects releasing one Secret at once, say): expected, and retried at once with fresh
+        // data. The finalizer helper already kept the finalizer, as the arm failed.
+        Error::Kube(kube::Error::Api(status)) if status.code == 409 => Ok(Action::requeue(jitter(
+            std::time::Duration::from_millis(200),
+        ))),
+        other => Err(other),
+    })
 }
 
 async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Action, Error> {
@@ -149,6 +165,13 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     {
         return report.close(object.recorded(), &health, false).await;
     }
+    // A fair share (see fairness.rs): an object of a scope whose slots are all taken — a cloud
+    // that hangs, a tenant with many busy objects — is put back at once, without waiting in a
+    // slot, and without reading its Secret when its last scope is known to be full.
+    let key = object.key();
+    if ctx.fairness.last_scope_full(&key) {
+        return defer::<K>(ctx, phase);
+    }
     let namespace = object.namespace().unwrap_or_default();
     let Loaded {
         credentials,
@@ -160,18 +183,10 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
             return report.close(object.recorded(), &health, false).await;
         }
     };
-    // A fair share: a scope whose slots are all taken (a cloud that hangs, a tenant with many
-    // busy objects) puts this object back with its backoff instead of waiting in a slot.
-    let Some(_slot) = ctx.fairness.try_enter(&scope_of(&credentials)) else {
-        ctx.metrics.deferred(&K::kind(&()));
-        let after = ctx.backoff(&object.key(), None);
-        return match phase {
-            Phase::Apply => Ok(Action::requeue(after)),
-            Phase::Cleanup => Err(Error::Hold {
-                reason: "CloudScopeBusy".into(),
-                after,
-            }),
-        };
+    let scope = scope_of(&credentials);
+    ctx.fairness.remember(&key, &scope);
+    let Some(_slot) = ctx.fairness.try_enter(&scope) else {
+        return defer::<K>(ctx, phase);
     };
     if phase == Phase::Apply && object.needs_cloud_to_delete() {
         secret::guard(&ctx.client, &secret).await?;
@@ -188,6 +203,22 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
         Phase::Cleanup => K::cleanup(cycle).await,
     }
 }
+
+/// Puts `object` back for a second or so: its cloud scope has no free slot.
+fn defer<K: CloudKind>(ctx: &Context, phase: Phase) -> Result<Action, Error> {
+    ctx.metrics.deferred(&K::kind(&()));
+    let after = jitter(DEFER);
+    match phase {
+        Phase::Apply => Ok(Action::requeue(after)),
+        Phase::Cleanup => Err(Error::Hold {
+            reason: "CloudScopeBusy".into(),
+            after,
+        }),
+    }
+}
+
+/// How long an object whose cloud scope is full waits before it tries again.
+const DEFER: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
     use kube::runtime::finalizer::Error as F;

@@ -115,6 +115,8 @@ impl<'a, K: CloudKind> Report<'a, K> {
         health: &Health,
         progressed: bool,
     ) -> Result<Action, Error> {
+        let explained = self.explain(health.clone());
+        let health = &explained;
         self.record(status, health).await?;
         if changed(self.object.conditions(), health) {
             let (type_, verb) = if health.is_stalled() {
@@ -153,6 +155,22 @@ impl<'a, K: CloudKind> Report<'a, K> {
         }
     }
 
+    /// A credentials problem names the Secret, key and cloud; during a deletion that needs the
+    /// cloud it also names the two ways out.
+    fn explain(&self, health: Health) -> Health {
+        let namespace = self.object.namespace().unwrap_or_default();
+        let health = secret::explain(health, &namespace, self.object.common().credentials);
+        if self.phase == Phase::Cleanup && secret::is_credentials_problem(health.reason()) {
+            let message = format!(
+                "{}. The deletion needs the cloud (a create was sent): fix the Secret, or set \
+                 deletionPolicy: Orphan to finish it and leave the cloud resource as it is",
+                health.message()
+            );
+            return health.with_message(message);
+        }
+        health
+    }
+
     /// The last step of a deletion: says `why` the object is finished with the cloud (so that
     /// objects sharing its credentials Secret see it done), releases every Secret it uses that
     /// nothing else needs, stops counting the object, and lets kube's helper remove the
@@ -178,6 +196,7 @@ impl<'a, K: CloudKind> Report<'a, K> {
             .metrics
             .object_ready(&K::kind(&()), &self.object.key(), None);
         self.ctx.attempts.reset(&self.object.key());
+        self.ctx.fairness.forget(&self.object.key());
         Ok(Action::await_change())
     }
 

@@ -192,3 +192,52 @@ async fn set_finalizers(
         .await?;
     Ok(())
 }
+
+/// What to do about a credentials problem with this reason, if it is one.
+fn advice(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "InvalidCredentials" => {
+            "the identity service refused them: fix the user, the password (on NHN Cloud, the API \
+             password) or the project; cloudvol tries the same credentials again with backoff, and \
+             changed ones at once"
+        }
+        "AuthenticationFailed" => {
+            "the service refused a fresh token: check the user's roles in the project"
+        }
+        "EndpointNotFound" => {
+            "check region_name and interface against the cloud's service catalog (cloudvol cloud \
+             check prints it)"
+        }
+        "Unsupported" => "use credentials of a cloud that offers this",
+        "TLSFailure" => {
+            "put the CA that signed the endpoint's certificate in the Secret's cacert key, or fix \
+             the URL's host or scheme"
+        }
+        "HostNotFound" => "fix the host name in auth_url or in the endpoint override",
+        _ => return None,
+    })
+}
+
+/// `health`, with the Secret, its key and its cloud named when it is about credentials, and
+/// what to do. Messages that name the Secret already are left as they are.
+pub fn explain(health: Health, namespace: &str, reference: &CloudCredentialsRef) -> Health {
+    let Some(advice) = advice(health.reason()) else {
+        return health;
+    };
+    if health.message().contains("Secret ") {
+        return health;
+    }
+    let message = format!(
+        "{}. The credentials are in Secret {namespace}/{}, key {CLOUDS_YAML_KEY}, cloud {:?}: \
+         {advice}",
+        health.message(),
+        reference.secret_name,
+        reference.cloud_name
+    );
+    health.with_message(message)
+}
+
+/// Reasons that say the credentials cannot be used at all.
+pub fn is_credentials_problem(reason: &str) -> bool {
+    advice(reason).is_some() || matches!(reason, "SecretNotFound" | "InvalidCloudConfig")
+}

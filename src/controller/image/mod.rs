@@ -38,6 +38,12 @@ impl CloudKind for VolumeImage {
     fn common(&self) -> Common<'_> {
         common_spec!(self, self.spec.import.as_ref())
     }
+
+    fn made_nothing(&self) -> Option<&'static str> {
+        let status = self.status.as_ref();
+        let nothing = status.is_none_or(|s| s.id.is_none() && s.upload_name.is_none());
+        nothing.then_some("no image was ever made or imported")
+    }
 }
 
 /// A VolumeImage is looked at again when its source Volume changes (it waits for it to be

@@ -324,13 +324,21 @@ impl Shell<'_> {
             Err(health) => return Ok(Err(health)),
         };
         let doing = format!("cannot accept the share as tenant {tenant}");
+        // A problem with the member's credentials names the member's Secret.
+        let failed = |err: &CloudError| {
+            crate::controller::secret::explain(
+                cloud_error_health(&doing, err),
+                &self.cycle.namespace,
+                reference,
+            )
+        };
         match member.project_id().await {
             Ok(project) => {
                 if let Some(health) = member_credentials_mismatch(tenant, project.as_deref()) {
                     return Ok(Err(health));
                 }
             }
-            Err(err) => return Ok(Err(cloud_error_health(&doing, &err))),
+            Err(err) => return Ok(Err(failed(&err))),
         }
         Ok(
             match member
@@ -341,7 +349,7 @@ impl Shell<'_> {
                     seen.upsert(accepted);
                     Ok(())
                 }
-                Err(err) => Err(cloud_error_health(&doing, &err)),
+                Err(err) => Err(failed(&err)),
             },
         )
     }

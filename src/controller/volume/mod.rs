@@ -33,6 +33,12 @@ impl CloudKind for Volume {
     fn common(&self) -> Common<'_> {
         common_spec!(self, self.spec.import.as_ref())
     }
+
+    fn made_nothing(&self) -> Option<&'static str> {
+        let status = self.status.as_ref();
+        let nothing = status.is_none_or(|s| s.id.is_none() && s.create_requested_at.is_none());
+        nothing.then_some("no volume was ever created or imported")
+    }
 }
 
 /// A Volume is looked at again when a VolumeImage made from it changes (an upload turns the
@@ -253,6 +259,15 @@ async fn create(cycle: &Cycle<'_, Volume>, storage: &dyn BlockStorage) -> Result
         Ok(request) => request,
         Err(health) => return cycle.report(&health).await,
     };
+    // Intent first: a deletion then knows the cloud may hold a volume, even if the answer is
+    // lost.
+    let mut recorded = cycle.report.recorded();
+    recorded.create_requested_at = Some(Timestamp::now().to_string());
+    let intent = Health::reconciling(
+        Reason::Creating,
+        "cloudvol is asking the cloud to create the volume",
+    );
+    cycle.report.record(recorded.clone(), &intent).await?;
     match storage.create_volume(&request).await {
         Ok(created) => {
             let health = Health::reconciling(
@@ -273,8 +288,12 @@ async fn create(cycle: &Cycle<'_, Volume>, storage: &dyn BlockStorage) -> Result
                 .await
         }
         Err(err) => {
+            if !err.is_transient() {
+                // Refused: the cloud made nothing.
+                recorded.create_requested_at = None;
+            }
             let health = cloud_error_health("the cloud refused to create the volume", &err);
-            cycle.report(&health).await
+            cycle.close(recorded, &health, false).await
         }
     }
 }
