@@ -32,8 +32,9 @@ pub struct Report<'a, K: CloudKind> {
     ctx: &'a Context,
     object: &'a K,
     phase: Phase,
-    /// What this reconcile wrote last (an intent before a cloud call), if anything.
-    written: Mutex<Option<K::Status>>,
+    /// What this reconcile wrote last (an intent before a cloud call), if anything, and the
+    /// object's resourceVersion after that write.
+    written: Mutex<Option<(K::Status, Option<String>)>>,
 }
 
 impl<'a, K: CloudKind> Report<'a, K> {
@@ -53,11 +54,20 @@ impl<'a, K: CloudKind> Report<'a, K> {
     /// The status as it stands: what this reconcile wrote last, else the object's own.
     pub fn recorded(&self) -> K::Status {
         self.lock()
-            .clone()
+            .as_ref()
+            .map(|(status, _)| status.clone())
             .unwrap_or_else(|| self.object.recorded())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<K::Status>> {
+    /// The resourceVersion the next status write expects the object at.
+    fn resource_version(&self) -> Option<String> {
+        match self.lock().as_ref() {
+            Some((_, version)) => version.clone(),
+            None => self.object.resource_version(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(K::Status, Option<String>)>> {
         self.written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -89,18 +99,24 @@ impl<'a, K: CloudKind> Report<'a, K> {
             self.ctx.client.clone(),
             &self.object.namespace().unwrap_or_default(),
         );
+        // The resourceVersion this status was computed from: if the object changed since (a
+        // stale cache, another writer), the API server refuses with 409 and the reconcile runs
+        // again on fresh data, so that intent a newer status recorded (members this object
+        // added, an upload's name) is never written over.
         let patch = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
+            "metadata": {"resourceVersion": self.resource_version()},
             "status": status,
         });
-        api.patch_status(
-            &self.object.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-        *self.lock() = Some(status);
+        let written = api
+            .patch_status(
+                &self.object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        *self.lock() = Some((status, written.resource_version()));
         Ok(())
     }
 
@@ -115,6 +131,11 @@ impl<'a, K: CloudKind> Report<'a, K> {
         health: &Health,
         progressed: bool,
     ) -> Result<Action, Error> {
+        if health.reason() == "NotLeader" {
+            // This replica lost its Lease: it writes nothing more, to the cloud or here, and the
+            // next leader takes the object over.
+            return Ok(Action::requeue(self.ctx.backoff(&self.object.key(), None)));
+        }
         let explained = self.explain(health.clone());
         let health = &explained;
         self.record(status, health).await?;

@@ -947,3 +947,17 @@ pub fn volume_manifest(name: &str, cloud: &str, spec: Value) -> Value {
     }
     full
 }
+
+/// An ImageShare manifest with the demo tenant's credentials.
+pub fn share_manifest(name: &str, spec: Value) -> Value {
+    let mut full = json!({
+        "apiVersion": "cloudvol.dev/v1alpha1",
+        "kind": "ImageShare",
+        "metadata": {"name": name},
+        "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": "demo"}},
+    });
+    if let (Some(target), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
+        target.extend(extra.clone());
+    }
+    full
+}
