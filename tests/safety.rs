@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use cloudvol::api::ImageShare;
+use cloudvol::api::{ImageShare, Volume};
 use cloudvol::cloud::{CloudHttp, Connector, TransportConfig};
 use cloudvol::controller::conditions::Health;
 use cloudvol::controller::reasons::Reason;
@@ -13,7 +13,7 @@ use cloudvol::controller::report::{Phase, Report};
 use cloudvol::controller::{Context, Settings};
 use serde_json::json;
 
-use support::harness::{DEMO_TENANT, Harness, PARTNER_TENANT, share_manifest};
+use support::harness::{DEMO_TENANT, Harness, PARTNER_TENANT, share_manifest, volume_manifest};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_status_computed_from_a_stale_read_never_overwrites_a_newer_one() {
@@ -79,4 +79,52 @@ async fn a_status_computed_from_a_stale_read_never_overwrites_a_newer_one() {
     );
     let live: ImageShare = h.api().get("share").await.expect("the ImageShare");
     assert!(added(&live), "the intent survives");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_that_now_point_at_another_tenant_never_create_an_empty_volume() {
+    let h = Harness::new("safety-tenant").await;
+    h.create::<Volume>(volume_manifest(
+        "data",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    let ready: Volume = h.wait_condition("data", "Ready", "True", None).await;
+    let cloud = ready.status.and_then(|s| s.cloud).expect("status.cloud");
+    assert_eq!(cloud.tenant_id, DEMO_TENANT);
+
+    // The same tenant through other credentials (Keystone v3): rotation keeps working.
+    h.patch::<Volume>(
+        "data",
+        json!({"spec": {"cloudCredentialsRef": {"cloudName": "demo-v3"}}}),
+    )
+    .await;
+    h.wait_condition::<Volume>("data", "Ready", "True", None)
+        .await;
+
+    // Another tenant: nothing is created there, and the volume with the data stays.
+    h.patch::<Volume>(
+        "data",
+        json!({"spec": {"cloudCredentialsRef": {"cloudName": "partner"}}}),
+    )
+    .await;
+    let stalled: Volume = h
+        .wait_condition("data", "Stalled", "True", Some("CredentialsChanged"))
+        .await;
+    let message = &stalled.status.expect("a status").conditions[0].message;
+    assert!(
+        message.contains(DEMO_TENANT) && message.contains(PARTNER_TENANT),
+        "both tenants are named: {message}"
+    );
+    assert_eq!(h.cloud_volumes().await.len(), 1, "no second, empty volume");
+
+    // Its deletion touches neither tenant until a person chooses.
+    h.delete::<Volume>("data").await;
+    h.wait_condition::<Volume>("data", "Stalled", "True", Some("CredentialsChanged"))
+        .await;
+    h.patch::<Volume>("data", json!({"spec": {"deletionPolicy": "Orphan"}}))
+        .await;
+    h.wait_gone::<Volume>("data").await;
+    assert_eq!(h.cloud_volumes().await.len(), 1, "the data is still there");
 }

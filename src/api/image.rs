@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CloudCredentialsRef, Conditions, DeletionPolicy, ImportSpec, LocalObjectRef, ManagementPolicy,
-    conditions_schema,
+    CloudCredentialsRef, CloudScope, Conditions, DeletionPolicy, ImportSpec, LocalObjectRef,
+    ManagementPolicy, conditions_schema,
 };
 
 /// An image in the cloud's image service, made from a volume or imported.
@@ -261,6 +261,9 @@ pub struct VolumeImageStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub source_volume_id: Option<String>,
+    /// The tenant and region the cloud resource lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudScope>,
     /// When cloudvol last asked the cloud to make the image, written before the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_requested_at: Option<String>,

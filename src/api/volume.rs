@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CloudCredentialsRef, Conditions, DeletionPolicy, ImportSpec, ManagementPolicy,
+    CloudCredentialsRef, CloudScope, Conditions, DeletionPolicy, ImportSpec, ManagementPolicy,
     conditions_schema,
 };
 
@@ -221,6 +221,9 @@ pub struct VolumeStatus {
     /// The cloud volume's ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The tenant and region the cloud resource lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudScope>,
     /// When cloudvol last asked the cloud to create the volume, written before the request: a
     /// deletion of an object that never asked needs no cloud at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,7 +25,7 @@ use super::report::{Phase, Report};
 use super::requeue::jitter;
 use super::secret::{self, LoadError, Loaded};
 use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
-use crate::api::CloudCredentialsRef;
+use crate::api::{CloudCredentialsRef, CloudScope};
 use crate::cloud::{BlockStorage, CloudCredentials, Image};
 
 /// A kind's two arms, as kube's finalizer helper calls them.
@@ -44,6 +44,8 @@ pub struct Cycle<'a, K: CloudKind> {
     pub namespace: String,
     /// The credentials of `spec.cloudCredentialsRef`.
     pub credentials: CloudCredentials,
+    /// Where the credentials act (tenant, region), once [`Cycle::check_cloud`] asked.
+    pub here: Option<CloudScope>,
 }
 
 impl<K: CloudKind> Cycle<'_, K> {
@@ -197,6 +199,7 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
         report,
         namespace,
         credentials,
+        here: None,
     };
     match phase {
         Phase::Apply => K::apply(cycle).await,

@@ -46,6 +46,8 @@ reasons! {
     ProgressDeadlineExceeded,
     /// The resource in `status.id` does not carry the object's mark: cloudvol does not touch it.
     ForeignResource,
+    /// The credentials now act in another tenant or region than the resource lives in.
+    CredentialsChanged,
     /// The credentials Secret does not exist.
     SecretNotFound,
     /// The credentials Secret has no usable clouds.yaml.

@@ -175,11 +175,14 @@ impl Finder for Images<'_> {
 }
 
 impl Reconcile for VolumeImage {
-    async fn apply(cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+    async fn apply(mut cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
         let images = match cycle.images() {
             Ok(images) => images,
             Err(health) => return cycle.report(&health).await,
         };
+        if let Err(closed) = cycle.check_cloud(images.project_id().await, NOUN).await {
+            return closed;
+        }
         let object = cycle.object;
         let image = match cycle
             .locate(&Images::of(images.as_ref(), object), NOUN)
@@ -251,11 +254,14 @@ impl Reconcile for VolumeImage {
         }
     }
 
-    async fn cleanup(cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+    async fn cleanup(mut cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
         let images = match cycle.images() {
             Ok(images) => images,
             Err(health) => return cycle.report(&health).await,
         };
+        if let Err(closed) = cycle.check_cloud(images.project_id().await, NOUN).await {
+            return closed;
+        }
         let object = cycle.object;
         let image = match cycle
             .existing(&Images::of(images.as_ref(), object), NOUN)
@@ -479,6 +485,9 @@ fn status(cycle: &Cycle<'_, VolumeImage>, image: Option<&CloudImage>) -> VolumeI
             .map(|r| (r.status.as_str(), r.status_since.as_deref()));
         let since = status_since(previous, image.status.as_str(), Timestamp::now());
         status.id = Some(image.id.clone());
+        if let Some(here) = &cycle.here {
+            status.cloud = Some(here.clone());
+        }
         status.resource = Some(ObservedImage {
             status_since: Some(since),
             ..observed(image)

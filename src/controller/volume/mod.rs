@@ -109,11 +109,14 @@ impl Finder for Volumes<'_> {
 }
 
 impl Reconcile for Volume {
-    async fn apply(cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
+    async fn apply(mut cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
         let storage = match cycle.block_storage() {
             Ok(storage) => storage,
             Err(health) => return cycle.report(&health).await,
         };
+        if let Err(closed) = cycle.check_cloud(storage.project_id().await, NOUN).await {
+            return closed;
+        }
         let volume = cycle.object;
         let found = match cycle.locate(&Volumes(storage.as_ref()), NOUN).await {
             Step::Observe(found) => found,
@@ -183,11 +186,14 @@ impl Reconcile for Volume {
         }
     }
 
-    async fn cleanup(cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
+    async fn cleanup(mut cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
         let storage = match cycle.block_storage() {
             Ok(storage) => storage,
             Err(health) => return cycle.report(&health).await,
         };
+        if let Err(closed) = cycle.check_cloud(storage.project_id().await, NOUN).await {
+            return closed;
+        }
         let volume = cycle.object;
         let found = match cycle.existing(&Volumes(storage.as_ref()), NOUN).await {
             Ok(found) => found,
@@ -308,6 +314,9 @@ fn status(cycle: &Cycle<'_, Volume>, found: Option<&CloudVolume>) -> VolumeStatu
             .map(|r| (r.status.as_str(), r.status_since.as_deref()));
         let since = status_since(previous, v.status.as_str(), Timestamp::now());
         status.id = Some(v.id.clone());
+        if let Some(here) = &cycle.here {
+            status.cloud = Some(here.clone());
+        }
         status.resource = Some(ObservedVolume {
             status_since: Some(since),
             ..observed(v)
