@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use cloudvol::api::{ImageShare, Volume};
+use cloudvol::api::{ImageShare, Volume, VolumeImage};
 use cloudvol::cloud::{CloudHttp, Connector, TransportConfig};
 use cloudvol::controller::conditions::Health;
 use cloudvol::controller::reasons::Reason;
@@ -127,4 +127,152 @@ async fn credentials_that_now_point_at_another_tenant_never_create_an_empty_volu
         .await;
     h.wait_gone::<Volume>("data").await;
     assert_eq!(h.cloud_volumes().await.len(), 1, "the data is still there");
+}
+
+async fn shared_image(h: &Harness, name: &str) -> String {
+    h.admin_post(
+        "images",
+        json!({"owner": DEMO_TENANT, "name": name, "visibility": "shared"}),
+    )
+    .await["id"]
+        .as_str()
+        .expect("an image id")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_imageshares_never_fight_over_one_member() {
+    let h = Harness::new("safety-claim").await;
+    let image = shared_image(&h, "golden").await;
+    let partner = json!([{"tenantID": PARTNER_TENANT}]);
+    h.create::<ImageShare>(share_manifest(
+        "first",
+        json!({"imageID": image, "members": partner}),
+    ))
+    .await;
+    h.wait_condition::<ImageShare>("first", "Ready", "True", Some("Shared"))
+        .await;
+    h.create::<ImageShare>(share_manifest(
+        "second",
+        json!({"imageID": image, "members": partner}),
+    ))
+    .await;
+    let claimed: ImageShare = h
+        .wait_condition("second", "Stalled", "True", Some("MemberClaimed"))
+        .await;
+    let message = &claimed.status.expect("a status").conditions[0].message;
+    assert!(
+        message.contains("ImageShare first"),
+        "names the owner: {message}"
+    );
+
+    // The second one's deletion leaves the first one's member alone; the first one's removes it.
+    h.delete::<ImageShare>("second").await;
+    h.wait_gone::<ImageShare>("second").await;
+    assert_eq!(h.read_members(&image).await.len(), 1, "the member stays");
+    h.delete::<ImageShare>("first").await;
+    h.wait_gone::<ImageShare>("first").await;
+    assert!(
+        h.read_members(&image).await.is_empty(),
+        "its owner removed it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_volumeimage_and_an_imageshare_do_not_flip_the_visibility() {
+    let h = Harness::new("safety-visibility").await;
+    let image = shared_image(&h, "golden").await;
+    h.create::<VolumeImage>(json!({
+        "apiVersion": "cloudvol.dev/v1alpha1",
+        "kind": "VolumeImage",
+        "metadata": {"name": "golden"},
+        "spec": {
+            "cloudCredentialsRef": {"secretName": support::harness::SECRET, "cloudName": "demo"},
+            "import": {"id": image},
+            "deletionPolicy": "Orphan",
+            "resource": {"name": "golden", "diskFormat": "raw", "visibility": "private"},
+        },
+    }))
+    .await;
+    h.create::<ImageShare>(share_manifest(
+        "share",
+        json!({"imageRef": {"name": "golden"}, "members": [{"tenantID": PARTNER_TENANT}]}),
+    ))
+    .await;
+    let stalled: VolumeImage = h
+        .wait_condition("golden", "Stalled", "True", Some("VisibilityConflict"))
+        .await;
+    let message = &stalled.status.expect("a status").conditions[0].message;
+    assert!(message.contains("ImageShare share"), "{message}");
+    // Settled: the image stays shared, and nobody keeps patching it.
+    let before = h.admin_get("requests").await["PATCH /image/v2/images/{image_id}"]
+        .as_u64()
+        .unwrap_or(0);
+    h.patch::<VolumeImage>(
+        "golden",
+        json!({"metadata": {"annotations": {"example.com/look": "again"}}}),
+    )
+    .await;
+    h.wait_condition::<VolumeImage>("golden", "Stalled", "True", Some("VisibilityConflict"))
+        .await;
+    let after = h.admin_get("requests").await["PATCH /image/v2/images/{image_id}"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(before, after, "no visibility flip-flop");
+    assert_eq!(
+        h.read_image(&image).await.expect("the image").visibility,
+        "shared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_move_with_the_image_they_share() {
+    let h = Harness::new("safety-move").await;
+    let old = shared_image(&h, "golden").await;
+    let new = shared_image(&h, "golden-2").await;
+    h.create::<VolumeImage>(json!({
+        "apiVersion": "cloudvol.dev/v1alpha1",
+        "kind": "VolumeImage",
+        "metadata": {"name": "golden"},
+        "spec": {
+            "cloudCredentialsRef": {"secretName": support::harness::SECRET, "cloudName": "demo"},
+            "managementPolicy": "unmanaged",
+            "import": {"id": old},
+        },
+    }))
+    .await;
+    h.wait_condition::<VolumeImage>("golden", "Ready", "True", None)
+        .await;
+    h.create::<ImageShare>(share_manifest(
+        "share",
+        json!({"imageRef": {"name": "golden"}, "members": [{"tenantID": PARTNER_TENANT}]}),
+    ))
+    .await;
+    h.wait_condition::<ImageShare>("share", "Ready", "True", Some("Shared"))
+        .await;
+    assert_eq!(h.read_members(&old).await.len(), 1);
+
+    // The VolumeImage now stands for another image.
+    h.api::<VolumeImage>()
+        .patch_status(
+            "golden",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"id": new}})),
+        )
+        .await
+        .expect("the status is changed");
+    support::wait_for(
+        support::harness::DEADLINE,
+        "the member to move to the new image",
+        || async {
+            let moved =
+                h.read_members(&old).await.is_empty() && h.read_members(&new).await.len() == 1;
+            moved.then_some(())
+        },
+    )
+    .await;
+    let share: ImageShare = h
+        .wait_condition("share", "Ready", "True", Some("Shared"))
+        .await;
+    assert_eq!(share.status.and_then(|s| s.id), Some(new));
 }

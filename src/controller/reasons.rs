@@ -122,6 +122,8 @@ reasons! {
     MemberRejected,
     /// The cloud reports a member status cloudvol does not know.
     UnknownMemberStatus,
+    /// Another ImageShare of the same image owns a member this one lists.
+    MemberClaimed,
     /// The member credentials authenticate as another tenant.
     MemberCredentialsMismatch,
     /// cloudvol is setting the image's visibility to shared.

@@ -235,6 +235,35 @@ pub fn decide(wanted: &Wanted<'_>, image: &Image) -> Decision {
     }
 }
 
+/// Whether `write` would make the image private, which no ImageShare of it may see happen: the
+/// ImageShare would share it again, and the two would flip it for ever. One owner for the
+/// visibility: the VolumeImage stalls, naming the ImageShares (`shares`, those not done).
+pub fn visibility_conflict(
+    write: &Write,
+    image_id: &str,
+    shares: &[(String, bool)],
+) -> Option<Health> {
+    let Write::Patch(ops) = write else {
+        return None;
+    };
+    let unshares = ops.iter().any(|op| {
+        matches!(op, PatchOp::Replace { path, value } if path == "/visibility" && value == "private")
+    });
+    if !unshares || shares.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = shares.iter().map(|(n, _)| n.as_str()).collect();
+    Some(Health::stalled(
+        Reason::VisibilityConflict,
+        format!(
+            "spec.resource.visibility is private, but ImageShare {} shares image {image_id}; one \
+             object owns an image's visibility, so cloudvol does not make it private: remove \
+             visibility from this spec (or set it to shared), or delete the ImageShare",
+            names.join(", ")
+        ),
+    ))
+}
+
 /// The health of a change the cloud refused. NHN refuses every change to a protected image:
 /// say what works instead.
 pub fn update_refused(image: &Image, err: &CloudError) -> Health {
@@ -635,6 +664,25 @@ mod tests {
         assert!(name.len() <= 255, "{}", name.len());
         assert!(name.ends_with("-cloudvol-1a2b3c4d5e6f"));
         assert_ne!(upload_name("golden", "a"), upload_name("golden", "b"));
+    }
+
+    #[test]
+    fn a_private_visibility_does_not_fight_an_imageshare() {
+        let private = Write::Patch(vec![
+            PatchOp::replace("name", "x"),
+            PatchOp::replace("visibility", "private"),
+        ]);
+        let shared = Write::Patch(vec![PatchOp::replace("visibility", "shared")]);
+        let shares = vec![("share-a".to_string(), false)];
+        let health = visibility_conflict(&private, "img-1", &shares).expect("a conflict");
+        assert_eq!(health.reason(), "VisibilityConflict");
+        assert!(health.message().contains("ImageShare share-a"));
+        assert_eq!(visibility_conflict(&private, "img-1", &[]), None);
+        assert_eq!(visibility_conflict(&shared, "img-1", &shares), None);
+        assert_eq!(
+            visibility_conflict(&Write::Protect(true), "img-1", &shares),
+            None
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::controller::{
 };
 use decide::{
     DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, uid_tag, upload_name,
-    upload_request,
+    upload_request, visibility_conflict,
 };
 
 impl CloudKind for VolumeImage {
@@ -225,6 +225,14 @@ impl Reconcile for VolumeImage {
             let health = overdue(&cycle, &status, &image, decision.health);
             return cycle.close(status, &health, false).await;
         };
+        if let Write::Patch(_) = &write {
+            let shares = shares(&cycle).await?;
+            if let Some(health) = visibility_conflict(&write, &image.id, &shares) {
+                return cycle
+                    .close(status(&cycle, Some(&image)), &health, false)
+                    .await;
+            }
+        }
         let ops = match &write {
             Write::Unprotect => vec![PatchOp::replace("protected", false)],
             Write::Patch(ops) => ops.clone(),

@@ -26,8 +26,9 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Observed, Wanted, Write, counts, decide, decide_delete, image_from_ref,
-    image_unreadable, member_credentials_mismatch, observed_members, visibility_refused,
+    DeleteStep, Observed, ShareView, Wanted, Write, claims, counts, decide, decide_delete,
+    image_from_ref, image_unreadable, member_credentials_mismatch, observed_members,
+    visibility_refused,
 };
 
 impl CloudKind for ImageShare {
@@ -168,8 +169,25 @@ impl Shell<'_> {
             }
         };
         let share = self.cycle.object;
+        let moving = self
+            .cycle
+            .report
+            .recorded()
+            .id
+            .filter(|old| *old != image_id && self.managed());
+        if let Some(old) = moving
+            && let Some(action) = self.move_from(owner.as_ref(), &old, &image_id).await?
+        {
+            return Ok(action);
+        }
+        let claimed = if self.managed() {
+            self.claimed(&image_id).await?
+        } else {
+            Vec::new()
+        };
         let wanted = Wanted {
             members: &share.spec.members,
+            claimed: &claimed,
             managed: self.managed(),
             paused: share.paused(),
         };
@@ -430,12 +448,28 @@ impl Shell<'_> {
             Ok(client) => client,
             Err(health) => return self.close(None, None, &health, false).await,
         };
-        let mut seen = match self.observe(owner.as_ref(), &image_id).await {
+        match self.undo(owner.as_ref(), &image_id, "Delete").await? {
+            Undone::Done(why) => {
+                self.cycle
+                    .finalize(&format!("{why}; nothing more to undo"))
+                    .await
+            }
+            Undone::Closed(result) => Ok(result),
+        }
+    }
+
+    /// One step of undoing what this object did to `image_id` — remove a member it added,
+    /// then restore the visibility it changed (docs/design.md §4) — and its report; or what
+    /// is left to say once nothing is left to undo.
+    async fn undo(&self, owner: &dyn Image, image_id: &str, action: &str) -> Result<Undone, Error> {
+        let mut seen = match self.observe(owner, image_id).await {
             Ok(seen) => Some(seen),
             Err(CloudError::NotFound { .. }) => None,
             Err(err) => {
                 let health = cloud_error_health("cannot read the image", &err);
-                return self.close(None, None, &health, false).await;
+                return Ok(Undone::Closed(
+                    self.close(None, None, &health, false).await?,
+                ));
             }
         };
         let recorded = self.cycle.report.recorded();
@@ -444,28 +478,23 @@ impl Shell<'_> {
             self.cycle.object.paused(),
         );
         let (write, health) = match step {
-            DeleteStep::Done(why) => {
-                return self
-                    .cycle
-                    .finalize(&format!("{why}; nothing more to undo"))
-                    .await;
-            }
+            DeleteStep::Done(why) => return Ok(Undone::Done(why)),
             DeleteStep::Blocked(health) => {
-                return self.close(None, seen.as_ref(), &health, false).await;
+                let closed = self.close(None, seen.as_ref(), &health, false).await?;
+                return Ok(Undone::Closed(closed));
             }
             DeleteStep::Write(write, health) => (write, health),
         };
         let Some(seen_now) = seen.as_mut() else {
-            return self.cycle.finalize("the image is gone").await;
+            return Ok(Undone::Done("the image is gone".into()));
         };
         let result = match &write {
             Write::RemoveMember(tenant) => {
-                self.remove_member(owner.as_ref(), &image_id, tenant, seen_now)
-                    .await
+                self.remove_member(owner, image_id, tenant, seen_now).await
             }
             Write::RestoreVisibility(visibility) => match owner
                 .update_image(
-                    &image_id,
+                    image_id,
                     &[PatchOp::replace("visibility", visibility.as_str())],
                 )
                 .await
@@ -476,19 +505,104 @@ impl Shell<'_> {
                 }
                 Err(err) => Err(visibility_refused(&seen_now.image, &err)),
             },
-            // Deletion only removes and restores.
+            // Undoing only removes and restores.
             _ => Ok(()),
         };
-        match result {
+        let closed = match result {
             Ok(()) => {
-                let what = write.describe(&image_id);
+                let what = write.describe(image_id);
                 self.cycle
                     .report
-                    .event(EventType::Normal, write.reason().as_str(), &what, "Delete")
+                    .event(EventType::Normal, write.reason().as_str(), &what, action)
                     .await;
-                self.close(None, seen.as_ref(), &health, true).await
+                self.close(None, seen.as_ref(), &health, true).await?
             }
-            Err(refused) => self.close(None, seen.as_ref(), &refused, false).await,
+            Err(refused) => self.close(None, seen.as_ref(), &refused, false).await?,
+        };
+        Ok(Undone::Closed(closed))
+    }
+
+    /// The image to share changed (the VolumeImage made a new one): what this object did to the
+    /// old one is undone first, so that no member it added is left behind there. `None` once
+    /// there is nothing left to undo and the status has forgotten the old image.
+    async fn move_from(
+        &self,
+        owner: &dyn Image,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<Action>, Error> {
+        match self.undo(owner, old, "Move").await? {
+            Undone::Closed(result) => Ok(Some(result)),
+            Undone::Done(_) => {
+                let mut moved = self.cycle.report.recorded();
+                moved.id = Some(new.to_string());
+                moved.members.retain(|m| !m.added_by_this_object);
+                moved.previous_visibility = None;
+                let health = Health::reconciling(
+                    Reason::AddingMember,
+                    format!(
+                        "the members this ImageShare added to image {old} are removed; sharing image {new}"
+                    ),
+                );
+                self.cycle.report.record(moved, &health).await?;
+                Ok(None)
+            }
         }
     }
+
+    /// Listed tenants another ImageShare of `image_id` in the namespace owns.
+    async fn claimed(&self, image_id: &str) -> Result<Vec<(String, String)>, Error> {
+        let api: Api<ImageShare> =
+            Api::namespaced(self.cycle.ctx.client.clone(), &self.cycle.namespace);
+        let all = api.list(&Default::default()).await?.items;
+        let created: Vec<Option<String>> = all
+            .iter()
+            .map(|s| {
+                s.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+            })
+            .collect();
+        let others: Vec<ShareView<'_>> = all
+            .iter()
+            .zip(&created)
+            .filter(|(s, _)| !s.done_with_cloud())
+            .map(|(s, c)| share_view(s, s.status.as_ref(), c.as_deref()))
+            .collect();
+        let me = self.cycle.object;
+        let recorded = self.cycle.report.recorded();
+        let my_created = me
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string());
+        let mine = share_view(me, Some(&recorded), my_created.as_deref());
+        Ok(claims(&mine, image_id, &others))
+    }
+}
+
+/// What [`claims`] reads of `share`, whose status is `recorded`.
+fn share_view<'a>(
+    share: &'a ImageShare,
+    recorded: Option<&'a ImageShareStatus>,
+    created: Option<&'a str>,
+) -> ShareView<'a> {
+    ShareView {
+        name: share.metadata.name.as_deref().unwrap_or_default(),
+        created,
+        listed: &share.spec.members,
+        recorded: recorded.map(|s| s.members.as_slice()).unwrap_or_default(),
+        image_id: recorded
+            .and_then(|s| s.id.as_deref())
+            .or(share.spec.image_id.as_deref()),
+    }
+}
+
+/// Where undoing stands.
+enum Undone {
+    /// Nothing (more) to undo, and why.
+    Done(String),
+    /// A step was made or is blocked; the reconcile is closed with this.
+    Closed(Action),
 }
