@@ -102,3 +102,78 @@ async fn finished_deletions_are_not_reconcile_errors() {
     .await;
     assert_eq!(errors(&h), Vec::<String>::new(), "no reconcile errors");
 }
+
+/// The credentials finalizer on a Secret, if it carries it.
+async fn guarded(h: &Harness, secret: &str) -> bool {
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = h.api();
+    let secret = api.get(secret).await.expect("the Secret");
+    secret
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .iter()
+        .any(|f| f == "cloudvol.dev/credentials-in-use")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_is_let_go_when_the_last_object_stops_needing_it() {
+    let h = Harness::new("del-secret").await;
+    h.put_secret("other", &h.clouds_yaml()).await;
+    h.create::<Volume>(volume_manifest(
+        "data",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    h.wait_condition::<Volume>("data", "Ready", "True", None)
+        .await;
+    assert!(guarded(&h, support::harness::SECRET).await);
+
+    // The Volume moves to another Secret: the first one is free.
+    h.patch::<Volume>(
+        "data",
+        json!({"spec": {"cloudCredentialsRef": {"secretName": "other"}}}),
+    )
+    .await;
+    support::wait_for(
+        support::harness::DEADLINE,
+        "the old Secret to be let go",
+        || async { (!guarded(&h, support::harness::SECRET).await).then_some(()) },
+    )
+    .await;
+    assert!(guarded(&h, "other").await, "the new one is held");
+
+    // Orphan: no Secret is needed to delete it any more.
+    h.patch::<Volume>("data", json!({"spec": {"deletionPolicy": "Orphan"}}))
+        .await;
+    support::wait_for(
+        support::harness::DEADLINE,
+        "the Secret to be let go",
+        || async { (!guarded(&h, "other").await).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_secret_says_which_object_holds_it() {
+    let h = Harness::new("del-holder").await;
+    h.create::<Volume>(volume_manifest(
+        "data",
+        "demo",
+        json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    h.wait_condition::<Volume>("data", "Ready", "True", None)
+        .await;
+    h.delete::<k8s_openapi::api::core::v1::Secret>(support::harness::SECRET)
+        .await;
+    h.patch::<Volume>(
+        "data",
+        json!({"metadata": {"annotations": {"example.com/look": "now"}}}),
+    )
+    .await;
+    let note = h
+        .wait_event(support::harness::SECRET, "CredentialsInUse")
+        .await;
+    assert!(note.contains("Volume") && note.contains("/data"), "{note}");
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 
 use super::conditions::Health;
@@ -24,7 +25,7 @@ use super::fairness::scope_of;
 use super::report::{Phase, Report};
 use super::requeue::jitter;
 use super::secret::{self, LoadError, Loaded};
-use super::{CloudKind, Context, Error, cloud_error_health, invalid_common_spec};
+use super::{CloudKind, Context, Error, ObjectStatus, cloud_error_health, invalid_common_spec};
 use crate::api::{CloudCredentialsRef, CloudScope};
 use crate::cloud::{BlockStorage, CloudCredentials, Image};
 
@@ -192,6 +193,30 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     };
     if phase == Phase::Apply && object.needs_cloud_to_delete() {
         secret::guard(&ctx.client, &secret).await?;
+    }
+    if secret.metadata.deletion_timestamp.is_some() && object.needs_cloud_to_delete() {
+        // Someone deletes the Secret: say on it who still holds it, and why.
+        report.event_on(
+            &secret,
+            EventType::Warning,
+            "CredentialsInUse",
+            &format!(
+                "{} {}/{} still needs this Secret to delete its cloud resource; the Secret goes \
+                 once that deletion is done, or once the object's deletionPolicy is Orphan",
+                K::kind(&()),
+                namespace,
+                object.name_any()
+            ),
+        )
+        .await;
+    }
+    // (A new object, with no status yet, guarded nothing before.)
+    if phase == Phase::Apply
+        && let Some(status) = object.status()
+        && object.meta().generation != status.observed_generation()
+    {
+        // The spec changed: a Secret it no longer names may be free now.
+        secret::sweep(&ctx.client, object).await?;
     }
     let cycle = Cycle {
         ctx,

@@ -95,6 +95,8 @@ pub trait ObjectStatus: Serialize + PartialEq + Clone + Default + Debug + Send +
     fn conditions(&self) -> &[Condition];
     /// `status.id`: the cloud id cloudvol recorded.
     fn id(&self) -> Option<&str>;
+    /// `status.observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
     /// `status.cloud`: where the resource lives, for the kinds that record it.
     fn cloud(&self) -> Option<&crate::api::CloudScope> {
         None
@@ -113,6 +115,9 @@ macro_rules! object_status {
             }
             fn id(&self) -> Option<&str> {
                 self.id.as_deref()
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
             }
             $(fn cloud(&self) -> Option<&crate::api::CloudScope> {
                 self.$cloud.as_ref()

@@ -221,6 +221,31 @@ impl<'a, K: CloudKind> Report<'a, K> {
         Ok(Action::await_change())
     }
 
+    /// Records a Kubernetes Event on another object (`regarding`), about this one.
+    pub async fn event_on<R: kube::Resource<DynamicType = ()>>(
+        &self,
+        regarding: &R,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Hold".to_string(),
+            secondary: Some(self.object.object_ref(&())),
+        };
+        if let Err(err) = self
+            .ctx
+            .recorder
+            .publish(&event, &regarding.object_ref(&()))
+            .await
+        {
+            warn!(object = %self.object.key(), error = %err, "cannot record an Event");
+        }
+    }
+
     /// Records a Kubernetes Event on the object. A failure to record is logged, never fatal.
     pub async fn event(&self, type_: EventType, reason: &str, note: &str, action: &str) {
         let event = Event {

@@ -20,6 +20,9 @@ pub const CACERT_KEY: &str = "cacert";
 /// Set on a credentials Secret while objects that use it may still need to delete their cloud
 /// resources, so that `kubectl delete -f dir/` cannot strand them.
 pub const SECRET_FINALIZER: &str = "cloudvol.dev/credentials-in-use";
+/// The label a guarded Secret carries too, so that the Secrets an object may have guarded
+/// before its spec changed can be found.
+pub const IN_USE_LABEL: &str = "cloudvol.dev/credentials-in-use";
 
 /// Why the cloud cannot be reached with an object's credentials: a Stalled health naming the
 /// Secret and the key (or the cloud's refusal of them), or an API error to retry.
@@ -102,7 +105,28 @@ pub async fn guard(client: &Client, secret: &Secret) -> Result<(), Error> {
         Api::namespaced(client.clone(), &secret.namespace().unwrap_or_default());
     let mut finalizers = secret.finalizers().to_vec();
     finalizers.push(SECRET_FINALIZER.to_string());
-    set_finalizers(&secrets, secret, finalizers).await
+    set_finalizers(&secrets, secret, finalizers, Some("true")).await
+}
+
+/// After `object`'s spec changed (another Secret, or `deletionPolicy: Orphan`): releases the
+/// guarded Secrets of its namespace that nothing needs any more, so that a Secret is let go
+/// when the last object stops referencing it, not only when one is deleted.
+pub async fn sweep<K: CloudKind>(client: &Client, object: &K) -> Result<(), Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let guarded = secrets
+        .list_metadata(&ListParams::default().labels(IN_USE_LABEL))
+        .await?;
+    let still_needed = object
+        .needs_cloud_to_delete()
+        .then(|| object.common().credentials.secret_name.as_str());
+    for secret in guarded.items {
+        let name = secret.name_any();
+        if Some(name.as_str()) != still_needed {
+            release_if_unused(client, &namespace, &name, "").await?;
+        }
+    }
+    Ok(())
 }
 
 /// Takes the credentials finalizer off the Secret when no object other than `done_uid` still
@@ -131,7 +155,7 @@ pub async fn release_if_unused(
         .filter(|f| *f != SECRET_FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(&secrets, &secret, finalizers).await
+    set_finalizers(&secrets, &secret, finalizers, None).await
 }
 
 /// Objects in `namespace`, other than `done_uid`, that reference `secret_name` and may still
@@ -174,13 +198,15 @@ async fn set_finalizers(
     secrets: &Api<Secret>,
     secret: &Secret,
     finalizers: Vec<String>,
+    label: Option<&str>,
 ) -> Result<(), Error> {
     // The resourceVersion makes this a compare-and-swap: a concurrent change gets 409 and
-    // the reconcile retries with fresh data.
+    // the reconcile retries with fresh data. A null label removes it.
     let patch = json!({
         "metadata": {
             "resourceVersion": secret.resource_version(),
             "finalizers": finalizers,
+            "labels": {IN_USE_LABEL: label},
         }
     });
     secrets
