@@ -70,8 +70,8 @@ reasons! {
     VolumeNotFound,
     /// The volume is attached: deletion waits for the detach.
     VolumeInUse,
-    /// The cloud refused the delete because the volume has snapshots.
-    HasSnapshots,
+    /// The cloud refused the delete (HTTP 400), with its own words.
+    DeleteRefused,
     /// The volume is in a state the cloud cannot delete from.
     DeleteBlocked,
     /// The cloud failed to delete the volume several times.

@@ -364,14 +364,21 @@ pub fn decide_delete(volume: Option<&Volume>, is_paused: bool, delete_attempts: 
     }
 }
 
-/// Explains a refused delete of a volume that is neither attached nor in a transitional state:
-/// what is left of Cinder's rule is snapshots (or a group, or a transfer).
-pub fn delete_refused(volume_id: &str, cloud_message: &str) -> Health {
+/// Explains a delete the cloud refused (HTTP 400) of `volume`, which cloudvol saw deletable
+/// (or `error_deleting`) and not attached just before. Cinder answers every such refusal with
+/// one message listing all its rules (snapshots, a group, a transfer, a migration, an attach
+/// that raced the delete), and NHN Cloud documents no snapshot API to check: so the reason
+/// claims nothing the cloud did not say, and the message gives the cloud's own words.
+pub fn delete_refused(volume: &Volume, cloud_message: &str) -> Health {
     Health::stalled(
-        Reason::HasSnapshots,
+        Reason::DeleteRefused,
         format!(
-            "the cloud refused to delete volume {volume_id}: it has snapshots (or belongs to a \
-             group); delete its snapshots first. The cloud said: {cloud_message}"
+            "the cloud refused to delete volume {} (it was {} and not attached when cloudvol \
+             asked). The cloud said: {}. Check what its rule names (snapshots, a \
+             group, a transfer, an attachment made meanwhile); cloudvol asks again with backoff",
+            volume.id,
+            volume.status.as_str(),
+            cloud_message.trim_end_matches('.')
         ),
     )
 }
@@ -678,6 +685,23 @@ mod tests {
             "{}",
             health.message()
         );
+    }
+
+    #[test]
+    fn a_refused_delete_claims_nothing_the_cloud_did_not_say() {
+        for status in ["available", "error", "error_deleting"] {
+            let health = delete_refused(&volume(status), "Invalid volume: rules.");
+            assert_eq!(health.reason(), "DeleteRefused", "{status}");
+            assert!(health.is_stalled());
+            assert!(
+                health.message().contains(&format!("it was {status}"))
+                    && health
+                        .message()
+                        .contains("The cloud said: Invalid volume: rules. Check"),
+                "{}",
+                health.message()
+            );
+        }
     }
 
     #[test]

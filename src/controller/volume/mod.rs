@@ -244,7 +244,7 @@ impl Reconcile for Volume {
                     }
                     Err(CloudError::BadRequest { message }) => {
                         cycle
-                            .close(status, &delete_refused(&found.id, &message), false)
+                            .close(status, &delete_refused(&found, &message), false)
                             .await
                     }
                     Err(err) => {
