@@ -205,7 +205,7 @@ fn type_name(volume_type: Option<&str>) -> String {
 /// What the spec's `volumeType` asks of the volume: nothing (`None`), a retype to ask for
 /// (`Ok`), or the health of a retype that the cloud refused or gave up (`Err`), which is not
 /// asked for again with the same type and policy: a person decides.
-fn retype_step(
+pub fn retype_step(
     wanted: &Wanted<'_>,
     resource: &VolumeResource,
     volume: &Volume,

@@ -341,7 +341,19 @@ async fn retype(
                 paused: cycle.object.paused(),
                 retype: recorded.retype.as_ref(),
             };
-            let health = decide(&wanted, found).health;
+            let health = match cycle
+                .object
+                .spec
+                .resource
+                .as_ref()
+                .and_then(|resource| decide::retype_step(&wanted, resource, found))
+            {
+                Some(Err(refused)) => refused,
+                _ => cloud_error_health(
+                    "the cloud refused to change the volume's type",
+                    &CloudError::BadRequest { message },
+                ),
+            };
             cycle.close(recorded, &health, false).await
         }
         Err(err) => {
