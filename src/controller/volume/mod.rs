@@ -302,6 +302,27 @@ async fn retype(
     policy: crate::cloud::model::MigrationPolicy,
     asking: &Health,
 ) -> Result<Action, Error> {
+    // The watch cache may not hold this object's last status write yet: read the record
+    // fresh before a request that must not be repeated once the cloud said no.
+    let api: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+    let fresh = api
+        .get_status(&cycle.object.name_any())
+        .await?
+        .status
+        .and_then(|s| s.retype);
+    if let Some(resource) = cycle.object.spec.resource.as_ref() {
+        let wanted = Wanted {
+            resource: Some(resource),
+            default_name: &cycle.object.name_any(),
+            paused: cycle.object.paused(),
+            retype: fresh.as_ref(),
+        };
+        if let Some(Err(stalled)) = decide::retype_step(&wanted, resource, found) {
+            let mut status = status(cycle, Some(found));
+            status.retype = fresh;
+            return cycle.close(status, &stalled, false).await;
+        }
+    }
     let spec_policy = cycle
         .object
         .spec
