@@ -76,6 +76,17 @@ reasons! {
     DeleteBlocked,
     /// The cloud failed to delete the volume several times.
     DeleteFailed,
+    /// cloudvol is asking the cloud to change the volume's type.
+    Retyping,
+    /// The cloud refused to change the volume's type.
+    RetypeRefused,
+    /// The cloud accepted a change of the volume's type, then gave it up.
+    RetypeNotApplied,
+    /// The image to make the volume from is not visible to the Volume's credentials, or is
+    /// shared with their tenant without being accepted.
+    ImageNotAvailable,
+    /// `spec.resource.size` is smaller than the image to make the volume from needs.
+    VolumeTooSmall,
 
     // --- VolumeImage ---
     /// The image is being made from the volume.
@@ -96,17 +107,21 @@ reasons! {
     WaitingForImageShares,
     /// ImageShares that are not being deleted still share the image.
     ReferencedByImageShare,
+    /// Volumes are still being made from the image: its deletion waits for them.
+    ImageInUse,
 
     // --- ImageShare ---
     /// The image is shared with every listed member.
     Shared,
-    /// The VolumeImage of `imageRef` is not Ready yet.
+    /// The VolumeImage of an ImageShare's `imageRef` (or a Volume's `image.ref`) is not Ready
+    /// yet.
     WaitingForImage,
-    /// The VolumeImage of `imageRef` is being deleted.
+    /// The VolumeImage of an ImageShare's `imageRef` (or a Volume's `image.ref`) is being
+    /// deleted.
     ImageDeleting,
     /// The VolumeImage of `imageRef` is Stalled.
     ImageStalled,
-    /// The image is still being made.
+    /// The image (to share, or to make a volume from) is still being made.
     ImageNotActive,
     /// The image will never be usable without a person.
     ImageUnusable,

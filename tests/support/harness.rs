@@ -580,6 +580,26 @@ impl Harness {
         }
     }
 
+    /// The member tenant's volume as the cloud reports it now (`None`: it does not exist).
+    pub async fn read_member_volume(&self, id: &str) -> Option<SeenVolume> {
+        match &self.backend {
+            // The admin API lists every tenant's volumes.
+            Backend::Emulator => self
+                .cloud_volume(id)
+                .await
+                .map(|v| SeenVolume::from_json(&v)),
+            Backend::Remote(remote) => remote.member_volume(id).await,
+        }
+    }
+
+    /// Makes sure the cloud has a volume type `name` (a real cloud's types are resources its
+    /// admin creates, with `extra_specs`; the emulator takes any name).
+    pub async fn ensure_volume_type(&self, name: &str, extra_specs: Value) {
+        if let Backend::Remote(remote) = &self.backend {
+            remote.ensure_volume_type(name, extra_specs).await;
+        }
+    }
+
     /// The owner's image as the cloud reports it now (`None`: it does not exist).
     pub async fn read_image(&self, id: &str) -> Option<SeenImage> {
         match &self.backend {
@@ -801,15 +821,21 @@ pub trait RemoteCloud: Send + Sync {
     /// Detaches every server from the owner's volume.
     fn detach<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, ()>;
     fn volume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenVolume>>;
+    /// The member tenant's volume.
+    fn member_volume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenVolume>>;
+    /// Creates the volume type `name` with `extra_specs` (as the cloud's admin) unless it
+    /// exists.
+    fn ensure_volume_type<'a>(&'a self, name: &'a str, extra_specs: Value) -> BoxFuture<'a, ()>;
     fn image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenImage>>;
     /// The image's members as (tenant, status).
     fn members<'a>(&'a self, image_id: &'a str) -> BoxFuture<'a, Vec<(String, String)>>;
     /// The IDs of the images the member tenant lists.
     fn member_image_ids(&self) -> BoxFuture<'_, Vec<String>>;
-    /// The owner's volumes and images whose names start with `prefix`.
+    /// The owner's volumes and images, and the member's volumes, whose names start with
+    /// `prefix`.
     fn leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Vec<String>>;
-    /// Best effort: deletes the owner's volumes and images whose names start with `prefix`
-    /// (detaching and unprotecting as needed).
+    /// Best effort: deletes the owner's volumes and images, and the member's volumes, whose
+    /// names start with `prefix` (detaching and unprotecting as needed).
     fn sweep<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()>;
 }
 
@@ -823,6 +849,9 @@ pub struct SeenVolume {
     pub size: u64,
     /// The servers of its attachments.
     pub servers: Vec<String>,
+    pub volume_type: Option<String>,
+    /// The image it was made from (`volume_image_metadata.image_id`), once made.
+    pub source_image_id: Option<String>,
 }
 
 impl SeenVolume {
@@ -840,6 +869,10 @@ impl SeenVolume {
                         .collect()
                 })
                 .unwrap_or_default(),
+            volume_type: v["volume_type"].as_str().map(str::to_string),
+            source_image_id: v["volume_image_metadata"]["image_id"]
+                .as_str()
+                .map(str::to_string),
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::controller::{
 };
 use decide::{
     DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, uid_tag, upload_name,
-    upload_request, visibility_conflict,
+    upload_request, visibility_conflict, volumes_in_creation,
 };
 
 impl CloudKind for VolumeImage {
@@ -47,7 +47,8 @@ impl CloudKind for VolumeImage {
 }
 
 /// A VolumeImage is looked at again when its source Volume changes (it waits for it to be
-/// Ready) and when an ImageShare of its image changes (its deletion waits for them).
+/// Ready), when a Volume made from its image changes, and when an ImageShare of its image
+/// changes (its deletion waits for both).
 pub fn relations(
     controller: Controller<DeserializeGuard<VolumeImage>>,
     scope: &Scope,
@@ -62,6 +63,13 @@ pub fn relations(
                     return Vec::new();
                 };
                 let name = volume.name_any();
+                // The image the Volume is made from: its deletion waits for the volume.
+                let made_from = volume.spec.resource.as_ref().and_then(|r| r.image.as_ref());
+                let made_from_id = volume
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.source_image_id.clone())
+                    .or_else(|| made_from.and_then(|i| i.id.clone()));
                 store
                     .state()
                     .iter()
@@ -73,7 +81,13 @@ pub fn relations(
                             .resource
                             .as_ref()
                             .and_then(|r| r.volume_ref.as_ref());
-                        source.is_some_and(|s| s.name == name)
+                        let by_ref = made_from
+                            .and_then(|i| i.reference.as_ref())
+                            .is_some_and(|r| r.name == image.name_any());
+                        let by_id = made_from_id.is_some()
+                            && image.status.as_ref().and_then(|s| s.id.as_ref())
+                                == made_from_id.as_ref();
+                        source.is_some_and(|s| s.name == name) || by_ref || by_id
                     })
                     .map(|image| object_ref::<VolumeImage, _>(&image.name_any(), image))
                     .collect()
@@ -279,8 +293,15 @@ impl Reconcile for VolumeImage {
             Err(closed) => return closed,
         };
         let shares = shares(&cycle).await?;
+        let in_creation = in_creation(&cycle, image.as_ref()).await?;
         let spec_protected = object.spec.resource.as_ref().and_then(|r| r.protected);
-        let step = decide_delete(image.as_ref(), spec_protected, &shares, object.paused());
+        let step = decide_delete(
+            image.as_ref(),
+            spec_protected,
+            &in_creation,
+            &shares,
+            object.paused(),
+        );
         let Some(image) = image else {
             return cycle.finalize("the image is deleted").await;
         };
@@ -460,6 +481,23 @@ async fn source_volume_id(cycle: &Cycle<'_, VolumeImage>) -> Result<String, Heal
     }
 }
 
+/// Volumes in the namespace still being made from this image (see [`volumes_in_creation`]).
+async fn in_creation(
+    cycle: &Cycle<'_, VolumeImage>,
+    image: Option<&CloudImage>,
+) -> Result<Vec<String>, Error> {
+    let Some(image) = image else {
+        return Ok(Vec::new());
+    };
+    let api: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+    let volumes = api.list(&ListParams::default()).await?.items;
+    Ok(volumes_in_creation(
+        &cycle.object.name_any(),
+        Some(&image.id),
+        &volumes,
+    ))
+}
+
 /// ImageShares in the namespace that still share this image, with whether each is being
 /// deleted.
 async fn shares(cycle: &Cycle<'_, VolumeImage>) -> Result<Vec<(String, bool)>, Error> {
@@ -536,6 +574,8 @@ fn observed(image: &CloudImage) -> ObservedImage {
         disk_format: image.disk_format.clone(),
         container_format: image.container_format.clone(),
         size: image.size.map(|s| s as i64),
+        min_disk: Some(image.min_disk as i64),
+        min_ram: Some(image.min_ram as i64),
         checksum: image.checksum.clone(),
         tags: image.tags.clone(),
         created_at: image.created_at.clone(),
