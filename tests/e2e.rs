@@ -33,7 +33,9 @@ use futures::FutureExt;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use support::harness::{Backend, Harness, SECRET, condition_matches, volume_manifest};
+use support::harness::{
+    Backend, Harness, SECRET, condition_matches, image_manifest, manifest, volume_manifest,
+};
 
 /// Runs each scenario against both backends, as `<scenario>::emulator` and
 /// `<scenario>::openstack`, each in its own namespace with its own operator.
@@ -120,25 +122,8 @@ where
 
 // ---- helpers -----------------------------------------------------------------------------
 
-fn image_manifest(name: &str, cloud: &str, spec: Value) -> Value {
-    manifest("VolumeImage", name, cloud, spec)
-}
-
 fn share_manifest(name: &str, cloud: &str, spec: Value) -> Value {
     manifest("ImageShare", name, cloud, spec)
-}
-
-fn manifest(kind: &str, name: &str, cloud: &str, spec: Value) -> Value {
-    let mut full = json!({
-        "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": cloud}},
-    });
-    if let (Some(target), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
-        target.extend(extra.clone());
-    }
-    full
 }
 
 fn id_of<K: serde::Serialize>(object: &K) -> String {

@@ -13,7 +13,9 @@ use cloudvol::controller::report::{Phase, Report};
 use cloudvol::controller::{Context, Settings};
 use serde_json::json;
 
-use support::harness::{DEMO_TENANT, Harness, PARTNER_TENANT, share_manifest, volume_manifest};
+use support::harness::{
+    DEMO_TENANT, Harness, PARTNER_TENANT, image_manifest, share_manifest, volume_manifest,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_status_computed_from_a_stale_read_never_overwrites_a_newer_one() {
@@ -275,4 +277,119 @@ async fn members_move_with_the_image_they_share() {
         .wait_condition("share", "Ready", "True", Some("Shared"))
         .await;
     assert_eq!(share.status.and_then(|s| s.id), Some(new));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_upload_answer_adopts_its_own_image_never_another_of_the_same_name() {
+    let mut config = support::harness::fast_config();
+    config.transitions.image_queued = std::time::Duration::from_secs(2);
+    config.transitions.image_saving = std::time::Duration::from_secs(2);
+    let mut h = Harness::with_emulator("safety-upload", config).await;
+    h.start_operator().await;
+    let mut volumes = Vec::new();
+    for name in ["vol-a", "vol-b"] {
+        h.create::<Volume>(volume_manifest(
+            name,
+            "demo",
+            json!({"resource": {"size": 1}}),
+        ))
+        .await;
+        let ready: Volume = h.wait_condition(name, "Ready", "True", None).await;
+        volumes.push(ready.status.and_then(|s| s.id).expect("an id"));
+    }
+    // b's image is made first and is still untagged while a's upload answer is lost.
+    h.create::<VolumeImage>(image_manifest(
+        "b",
+        "demo",
+        json!({"resource": {"name": "golden", "volumeRef": {"name": "vol-b"}, "diskFormat": "raw"}}),
+    ))
+    .await;
+    let api = h.api::<VolumeImage>();
+    support::wait_for(
+        support::harness::DEADLINE,
+        "b's upload to be accepted",
+        || {
+            let api = api.clone();
+            async move { api.get("b").await.ok()?.status?.id }
+        },
+    )
+    .await;
+    h.admin_post(
+        "faults",
+        json!({"method": "POST", "path": format!("/block-storage/*/volumes/{}/action", volumes[0]),
+               "status": 500, "after_action": true}),
+    )
+    .await;
+    h.create::<VolumeImage>(image_manifest(
+        "a",
+        "demo",
+        json!({"resource": {"name": "golden", "volumeRef": {"name": "vol-a"}, "diskFormat": "raw"}}),
+    ))
+    .await;
+    let a: VolumeImage = h.wait_condition("a", "Ready", "True", None).await;
+    let b: VolumeImage = h.wait_condition("b", "Ready", "True", None).await;
+    let (a_id, b_id) = (
+        a.status.clone().and_then(|s| s.id).expect("a's image"),
+        b.status.clone().and_then(|s| s.id).expect("b's image"),
+    );
+    assert_ne!(a_id, b_id, "each VolumeImage has its own image");
+    let images = h.admin_get("images").await;
+    let images = images["images"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        images.len(),
+        2,
+        "exactly one image per object, none leaked: {images:?}"
+    );
+    for (object, id) in [(&a, &a_id), (&b, &b_id)] {
+        let image = images
+            .iter()
+            .find(|i| i["id"] == id.as_str())
+            .expect("the image");
+        let mark = format!(
+            "cloudvol-uid:{}",
+            object.metadata.uid.as_deref().unwrap_or("")
+        );
+        assert!(
+            image["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == mark.as_str())),
+            "{id} carries its own object's mark: {image}"
+        );
+        assert_eq!(
+            image["name"], "golden",
+            "renamed to the spec's name once adopted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_name_import_whose_volume_vanished_never_deletes_a_namesake() {
+    let h = Harness::new("safety-namesake").await;
+    let original = h.create_cloud_volume("shared-name", 1).await;
+    h.create::<Volume>(volume_manifest(
+        "imported",
+        "demo",
+        json!({"import": {"filter": {"name": "shared-name"}}, "resource": {"size": 1}}),
+    ))
+    .await;
+    let found: Volume = h.wait_condition("imported", "Ready", "True", None).await;
+    assert_eq!(found.status.and_then(|s| s.id), Some(original.clone()));
+    // The imported volume goes away outside cloudvol; someone else makes one with that name.
+    h.delete_cloud_volume(&original).await;
+    let namesake = h.create_cloud_volume("shared-name", 1).await;
+    // A managed import does not silently adopt the namesake: it reports its volume gone.
+    h.patch::<Volume>(
+        "imported",
+        json!({"metadata": {"annotations": {"example.com/look": "now"}}}),
+    )
+    .await;
+    h.wait_condition::<Volume>("imported", "Stalled", "True", Some("VolumeNotFound"))
+        .await;
+    // The object is deleted now: the namesake, which cloudvol was never told to import, stays.
+    h.delete::<Volume>("imported").await;
+    h.wait_gone::<Volume>("imported").await;
+    assert!(
+        h.cloud_volume(&namesake).await.is_some(),
+        "a deletion never turns to another volume that bears the imported name"
+    );
 }

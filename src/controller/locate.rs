@@ -54,6 +54,10 @@ pub struct Keys<'a> {
     pub import: Option<&'a ImportSpec>,
     /// The object's UID, when it creates its resource (managed, not imported).
     pub mark: Option<&'a str>,
+    /// An import by name looks the name up again when the resource it found is gone: only for
+    /// objects that never write (`unmanaged`). A managed object would otherwise take over —
+    /// and could later delete — a resource it was never pointed at.
+    pub follow_name: bool,
 }
 
 impl<'a> Keys<'a> {
@@ -66,6 +70,7 @@ impl<'a> Keys<'a> {
                 .creates()
                 .then(|| object.meta().uid.as_deref())
                 .flatten(),
+            follow_name: !object.managed(),
         }
     }
 }
@@ -108,8 +113,8 @@ pub async fn locate<F: Finder>(
     if let Some(id) = keys.recorded_id {
         match finder.show(id).await? {
             Some(found) => return Ok(Located::Found(found)),
-            // An import by name follows the name: look again below.
-            None if by_name.is_some() => {}
+            // An observer's import by name follows the name: look again below.
+            None if by_name.is_some() && keys.follow_name => {}
             None => {
                 // Before anything is made again: a create whose answer was lost may already
                 // have made it.
@@ -552,13 +557,23 @@ mod tests {
                 Located::ImportMissing("name \"none\"".into()),
             ),
             (
-                "an import by name whose recorded id is gone follows the name",
+                "an observer's import by name whose recorded id is gone follows the name",
+                Keys {
+                    recorded_id: Some("v9"),
+                    import: Some(&import_data),
+                    follow_name: true,
+                    ..Default::default()
+                },
+                Located::Found("v1"),
+            ),
+            (
+                "a managed import by name whose recorded id is gone does not take a namesake",
                 Keys {
                     recorded_id: Some("v9"),
                     import: Some(&import_data),
                     ..Default::default()
                 },
-                Located::Found("v1"),
+                Located::Disappeared("v9".into()),
             ),
         ];
         for (name, keys, want) in cases {

@@ -969,9 +969,19 @@ pub fn condition_matches(object: &Value, type_: &str, status: &str, reason: Opti
 
 /// A Volume manifest using the test Secret's `cloud`.
 pub fn volume_manifest(name: &str, cloud: &str, spec: Value) -> Value {
+    manifest("Volume", name, cloud, spec)
+}
+
+/// A VolumeImage manifest using the test Secret's cloud `cloud`, with extra spec fields.
+pub fn image_manifest(name: &str, cloud: &str, spec: Value) -> Value {
+    manifest("VolumeImage", name, cloud, spec)
+}
+
+/// A manifest of `kind` using the test Secret's cloud `cloud`, with extra spec fields.
+pub fn manifest(kind: &str, name: &str, cloud: &str, spec: Value) -> Value {
     let mut full = json!({
         "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": "Volume",
+        "kind": kind,
         "metadata": {"name": name},
         "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": cloud}},
     });
@@ -983,14 +993,5 @@ pub fn volume_manifest(name: &str, cloud: &str, spec: Value) -> Value {
 
 /// An ImageShare manifest with the demo tenant's credentials.
 pub fn share_manifest(name: &str, spec: Value) -> Value {
-    let mut full = json!({
-        "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": "ImageShare",
-        "metadata": {"name": name},
-        "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": "demo"}},
-    });
-    if let (Some(target), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
-        target.extend(extra.clone());
-    }
-    full
+    manifest("ImageShare", name, "demo", spec)
 }
