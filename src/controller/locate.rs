@@ -8,7 +8,9 @@ use std::future::Future;
 use kube::runtime::controller::Action;
 
 use crate::api::{CloudScope, ImportSpec};
-use crate::cloud::CloudError;
+use std::sync::Arc;
+
+use crate::cloud::{BlockStorage, CloudError, Image};
 
 use super::conditions::Health;
 use super::lifecycle::Cycle;
@@ -192,6 +194,34 @@ impl<K: CloudKind> Cycle<'_, K> {
             Some(health) => Err(self.report(&health).await),
             None => Ok(()),
         }
+    }
+
+    /// The block-storage client of the credentials, once [`Cycle::check_cloud`] found them
+    /// acting where the object's volume lives; else the reconcile, closed.
+    pub async fn volumes_here(
+        &mut self,
+        noun: Noun,
+    ) -> Result<Arc<dyn BlockStorage>, Result<Action, Error>> {
+        let storage = match self.block_storage() {
+            Ok(storage) => storage,
+            Err(health) => return Err(self.report(&health).await),
+        };
+        self.check_cloud(storage.project_id().await, noun).await?;
+        Ok(storage)
+    }
+
+    /// The image client of the credentials, once [`Cycle::check_cloud`] found them acting
+    /// where the object's image lives; else the reconcile, closed.
+    pub async fn images_here(
+        &mut self,
+        noun: Noun,
+    ) -> Result<Arc<dyn Image>, Result<Action, Error>> {
+        let images = match self.images() {
+            Ok(images) => images,
+            Err(health) => return Err(self.report(&health).await),
+        };
+        self.check_cloud(images.project_id().await, noun).await?;
+        Ok(images)
     }
 
     /// Looks for the object's resource with `finder` and follows [`next_step`]'s rules; what

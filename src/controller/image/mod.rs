@@ -190,13 +190,10 @@ impl Finder for Images<'_> {
 
 impl Reconcile for VolumeImage {
     async fn apply(mut cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
-        let images = match cycle.images() {
+        let images = match cycle.images_here(NOUN).await {
             Ok(images) => images,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
-        if let Err(closed) = cycle.check_cloud(images.project_id().await, NOUN).await {
-            return closed;
-        }
         let object = cycle.object;
         let image = match cycle
             .locate(&Images::of(images.as_ref(), object), NOUN)
@@ -277,13 +274,10 @@ impl Reconcile for VolumeImage {
     }
 
     async fn cleanup(mut cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
-        let images = match cycle.images() {
+        let images = match cycle.images_here(NOUN).await {
             Ok(images) => images,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
-        if let Err(closed) = cycle.check_cloud(images.project_id().await, NOUN).await {
-            return closed;
-        }
         let object = cycle.object;
         let image = match cycle
             .existing(&Images::of(images.as_ref(), object), NOUN)

@@ -140,13 +140,10 @@ impl Finder for Volumes<'_> {
 
 impl Reconcile for Volume {
     async fn apply(mut cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
-        let storage = match cycle.block_storage() {
+        let storage = match cycle.volumes_here(NOUN).await {
             Ok(storage) => storage,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
-        if let Err(closed) = cycle.check_cloud(storage.project_id().await, NOUN).await {
-            return closed;
-        }
         let volume = cycle.object;
         let found = match cycle.locate(&Volumes(storage.as_ref()), NOUN).await {
             Step::Observe(found) => found,
@@ -232,13 +229,10 @@ impl Reconcile for Volume {
     }
 
     async fn cleanup(mut cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
-        let storage = match cycle.block_storage() {
+        let storage = match cycle.volumes_here(NOUN).await {
             Ok(storage) => storage,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
-        if let Err(closed) = cycle.check_cloud(storage.project_id().await, NOUN).await {
-            return closed;
-        }
         let volume = cycle.object;
         let found = match cycle.existing(&Volumes(storage.as_ref()), NOUN).await {
             Ok(found) => found,
