@@ -1100,6 +1100,12 @@ async fn case(write: &str, fault: &str) {
 
     w.delete_everything().await;
     w.nothing_left().await;
+    let mut warnings = w.warnings().await;
+    warnings.retain(|e| !warned_before.contains(e));
+    assert!(
+        warnings.is_empty(),
+        "an object went Stalled while everything was deleted: {warnings:#?}"
+    );
     w.h.kill_operator().await;
 }
 
