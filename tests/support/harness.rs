@@ -475,6 +475,44 @@ impl Harness {
             .collect()
     }
 
+    /// The request count of one route (`"POST /block-storage/v2/{tenant}/volumes"`).
+    pub async fn request_count(&self, route: &str) -> u64 {
+        self.request_counts()
+            .await
+            .get(route)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    /// Adds a fault rule (`POST /_admin/faults`).
+    pub async fn add_fault(&self, rule: Value) {
+        self.admin_post("faults", rule).await;
+    }
+
+    /// The fault rules not used up yet.
+    pub async fn faults_left(&self) -> Vec<Value> {
+        self.admin_get("faults").await["faults"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every image in the emulator (all tenants), members included.
+    pub async fn cloud_images(&self) -> Vec<Value> {
+        self.emulator_images().await
+    }
+
+    /// The owner adds `tenant` as a member of its image straight in the cloud (not through an
+    /// ImageShare), as someone else would have.
+    pub async fn add_cloud_member(&self, image_id: &str, tenant: &str) {
+        cloud_connector()
+            .image(&self.credentials(&self.owner().cloud))
+            .expect("an image client")
+            .add_member(image_id, tenant)
+            .await
+            .unwrap_or_else(|err| panic!("the cloud refused member {tenant} on {image_id}: {err}"));
+    }
+
     pub fn name_of<K: ResourceExt>(object: &K) -> String {
         object.name_any()
     }
@@ -666,6 +704,22 @@ impl Harness {
         })
         .await;
         id
+    }
+
+    /// Deletes the owner's image straight in the cloud (not through a VolumeImage), as someone
+    /// else would, and waits until it is gone.
+    pub async fn delete_cloud_image(&self, id: &str) {
+        let images = cloud_connector()
+            .image(&self.credentials(&self.owner().cloud))
+            .expect("an image client");
+        match images.delete_image(id).await {
+            Ok(()) | Err(CloudError::NotFound { .. }) => {}
+            Err(err) => panic!("the cloud refused to delete image {id}: {err}"),
+        }
+        self.wait_cloud(&format!("image {id} gone"), || async {
+            self.read_image(id).await.is_none().then_some(())
+        })
+        .await;
     }
 
     /// Deletes the owner's volume straight in the cloud and waits until it is gone.
