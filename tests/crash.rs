@@ -1130,7 +1130,7 @@ matrix! {
     volume_recreate => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],
     volume_extend => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],
     volume_update => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],
-    volume_delete => [before_500, before_503, before_drop, #[ignore = "fails: a resent volume DELETE is refused 400 (already deleting) and reported Stalled HasSnapshots; docs/crash-safety.md"] lost_answer, after_500, #[ignore = "fails: a resent volume DELETE is refused 400 (already deleting) and reported Stalled HasSnapshots; docs/crash-safety.md"] after_503, crash],
+    volume_delete => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],
     upload => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],
     image_recreate => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],
     image_patch => [before_500, before_503, before_drop, lost_answer, after_500, after_503, crash],

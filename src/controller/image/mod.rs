@@ -28,8 +28,8 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, uid_tag, upload_name,
-    upload_request, visibility_conflict, volumes_in_creation,
+    DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, source_volume_wait, uid_tag,
+    upload_name, upload_request, visibility_conflict, volumes_in_creation,
 };
 
 impl CloudKind for VolumeImage {
@@ -435,10 +435,20 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
             // Refused: the cloud made nothing, so there is nothing to look for.
             recorded.upload_requested_at = None;
             recorded.upload_name = None;
-            let health = Health::stalled(
-                Reason::UploadRefused,
-                format!("the cloud refused to make the image from volume {volume_id}: {message}"),
-            );
+            // The source volume may have turned busy between the look and the request (a grow
+            // that started meanwhile): then the refusal is a wait, not a person's problem.
+            let busy = match storage.show_volume(&volume_id).await {
+                Ok(now) => source_volume_wait(&volume_id, &now.status),
+                Err(_) => None,
+            };
+            let health = busy.unwrap_or_else(|| {
+                Health::stalled(
+                    Reason::UploadRefused,
+                    format!(
+                        "the cloud refused to make the image from volume {volume_id}: {message}"
+                    ),
+                )
+            });
             cycle.close(recorded, &health, false).await
         }
         Err(err) => {

@@ -282,9 +282,29 @@ impl Reconcile for Volume {
                         cycle.close(status, &health, true).await
                     }
                     Err(CloudError::BadRequest { message }) => {
-                        cycle
-                            .close(status, &delete_refused(&found, &message), false)
-                            .await
+                        // A delete whose answer was lost, sent again, finds the volume
+                        // already deleting (Cinder refuses the second one): that is the
+                        // delete at work, not a refusal.
+                        match storage.show_volume(&found.id).await {
+                            Err(CloudError::NotFound { .. }) => {
+                                cycle.finalize("the cloud volume is deleted").await
+                            }
+                            Ok(now)
+                                if now.status == crate::cloud::model::VolumeStatus::Deleting =>
+                            {
+                                let health = Health::reconciling(
+                                    Reason::Deleting,
+                                    format!("the cloud is deleting volume {}", now.id),
+                                );
+                                let status = self::status(&cycle, Some(&now));
+                                cycle.close(status, &health, true).await
+                            }
+                            _ => {
+                                cycle
+                                    .close(status, &delete_refused(&found, &message), false)
+                                    .await
+                            }
+                        }
                     }
                     Err(err) => {
                         let health =
