@@ -146,6 +146,67 @@ pub fn upload_name(name: &str, attempt: &str) -> String {
     format!("{}{suffix}", &name[..keep])
 }
 
+/// An unmanaged object, or one whose import found nothing, has no image to make.
+pub fn nothing_to_observe() -> Health {
+    Health::stalled(Reason::ImportNotFound, "no image to observe")
+}
+
+/// `spec.resource` names no source volume (the API server refuses it).
+pub fn no_source_volume() -> Health {
+    Health::stalled(
+        Reason::InvalidSpec,
+        "spec.resource needs volumeRef or volumeID",
+    )
+}
+
+/// The `volumeRef` Volume could not be read from the API: wait and look again.
+pub fn source_unreadable(name: &str, error: &str) -> Health {
+    Health::reconciling(
+        Reason::WaitingForVolume,
+        format!("cannot read Volume {name}: {error}"),
+    )
+}
+
+/// The source volume is not in the cloud.
+pub fn source_volume_missing(volume_id: &str) -> Health {
+    Health::stalled(
+        Reason::SourceVolumeNotFound,
+        format!("the source volume {volume_id} does not exist in the cloud"),
+    )
+}
+
+/// While cloudvol asks the cloud to make image `name` from `volume_id`.
+pub fn upload_asked(name: &str, volume_id: &str) -> Health {
+    Health::reconciling(
+        Reason::Uploading,
+        format!("cloudvol is asking the cloud to make image {name:?} from volume {volume_id}"),
+    )
+}
+
+/// The cloud accepted the upload, making `image_id` from `volume_id`.
+pub fn uploading(image_id: &str, volume_id: &str) -> Health {
+    Health::reconciling(
+        Reason::Uploading,
+        format!("the cloud is making image {image_id} from volume {volume_id}"),
+    )
+}
+
+/// The cloud refused the upload (HTTP 400), with its words.
+pub fn upload_refused(volume_id: &str, message: &str) -> Health {
+    Health::stalled(
+        Reason::UploadRefused,
+        format!("the cloud refused to make the image from volume {volume_id}: {message}"),
+    )
+}
+
+/// The deletion lifted the protection of `image_id`, as the spec says: it deletes next.
+pub fn unprotected(image_id: &str) -> Health {
+    Health::reconciling(
+        Reason::Unprotecting,
+        format!("spec.resource.protected is false: unprotected image {image_id} to delete it"),
+    )
+}
+
 /// The one cloud write a reconcile makes next on an existing image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {

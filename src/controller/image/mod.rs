@@ -28,8 +28,10 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, source_volume_wait, uid_tag,
-    upload_name, upload_request, visibility_conflict, volumes_in_creation,
+    DeleteStep, Wanted, Write, decide, decide_delete, no_source_volume, nothing_to_observe,
+    source_from_ref, source_unreadable, source_volume_missing, source_volume_wait, uid_tag,
+    unprotected, upload_asked, upload_name, upload_refused, upload_request, uploading,
+    visibility_conflict, volumes_in_creation,
 };
 
 impl CloudKind for VolumeImage {
@@ -310,13 +312,7 @@ impl Reconcile for VolumeImage {
                     .update_image(&image.id, &[PatchOp::replace("protected", false)])
                     .await;
                 let health = match result {
-                    Ok(_) => Health::reconciling(
-                        Reason::Unprotecting,
-                        format!(
-                            "spec.resource.protected is false: unprotected image {} to delete it",
-                            image.id
-                        ),
-                    ),
+                    Ok(_) => unprotected(&image.id),
                     Err(err) => {
                         cloud_error_health("the cloud refused to unprotect the image", &err)
                     }
@@ -349,12 +345,7 @@ impl Reconcile for VolumeImage {
 async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
     let object = cycle.object;
     let Some(resource) = object.spec.resource.as_ref().filter(|_| object.managed()) else {
-        return cycle
-            .report(&Health::stalled(
-                Reason::ImportNotFound,
-                "no image to observe",
-            ))
-            .await;
+        return cycle.report(&nothing_to_observe()).await;
     };
     let volume_id = match source_volume_id(cycle).await {
         Ok(id) => id,
@@ -373,11 +364,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
     let volume = match storage.show_volume(&volume_id).await {
         Ok(volume) => volume,
         Err(CloudError::NotFound { .. }) => {
-            let health = Health::stalled(
-                Reason::SourceVolumeNotFound,
-                format!("the source volume {volume_id} does not exist in the cloud"),
-            );
-            return cycle.report(&health).await;
+            return cycle.report(&source_volume_missing(&volume_id)).await;
         }
         Err(err) => {
             let health = cloud_error_health("cannot read the source volume", &err);
@@ -397,13 +384,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
         Err(health) => return cycle.report(&health).await,
     };
     // Intent first: if the answer is lost, the next reconcile looks for what it made.
-    let intent = Health::reconciling(
-        Reason::Uploading,
-        format!(
-            "cloudvol is asking the cloud to make image {:?} from volume {volume_id}",
-            resource.name
-        ),
-    );
+    let intent = upload_asked(&resource.name, &volume_id);
     let mut recorded = cycle.report.recorded();
     recorded.source_volume_id = Some(volume_id.clone());
     recorded.upload_requested_at = Some(Timestamp::now().to_string());
@@ -412,13 +393,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
 
     match storage.upload_to_image(&volume_id, &request).await {
         Ok(uploaded) => {
-            let health = Health::reconciling(
-                Reason::Uploading,
-                format!(
-                    "the cloud is making image {} from volume {volume_id}",
-                    uploaded.image_id
-                ),
-            );
+            let health = uploading(&uploaded.image_id, &volume_id);
             cycle
                 .report
                 .event(
@@ -441,14 +416,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
                 Ok(now) => source_volume_wait(&volume_id, &now.status),
                 Err(_) => None,
             };
-            let health = busy.unwrap_or_else(|| {
-                Health::stalled(
-                    Reason::UploadRefused,
-                    format!(
-                        "the cloud refused to make the image from volume {volume_id}: {message}"
-                    ),
-                )
-            });
+            let health = busy.unwrap_or_else(|| upload_refused(&volume_id, &message));
             cycle.close(recorded, &health, false).await
         }
         Err(err) => {
@@ -461,27 +429,18 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
 /// The source volume's cloud id, or the health to report while there is none yet.
 async fn source_volume_id(cycle: &Cycle<'_, VolumeImage>) -> Result<String, Health> {
     let Some(resource) = &cycle.object.spec.resource else {
-        return Err(Health::stalled(
-            Reason::ImportNotFound,
-            "no image to observe",
-        ));
+        return Err(nothing_to_observe());
     };
     if let Some(id) = &resource.volume_id {
         return Ok(id.clone());
     }
     let Some(reference) = &resource.volume_ref else {
-        return Err(Health::stalled(
-            Reason::InvalidSpec,
-            "spec.resource needs volumeRef or volumeID",
-        ));
+        return Err(no_source_volume());
     };
     let volumes: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
     match volumes.get_opt(&reference.name).await {
         Ok(volume) => source_from_ref(&reference.name, volume.as_ref()),
-        Err(err) => Err(Health::reconciling(
-            Reason::WaitingForVolume,
-            format!("cannot read Volume {}: {err}", reference.name),
-        )),
+        Err(err) => Err(source_unreadable(&reference.name, &err.to_string())),
     }
 }
 

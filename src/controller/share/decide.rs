@@ -197,6 +197,24 @@ pub fn member_credentials_mismatch(tenant: &str, project: Option<&str>) -> Optio
     })
 }
 
+/// Neither or both of `imageRef` and `imageID` (the API server refuses it).
+pub fn no_image_given() -> Health {
+    Health::stalled(
+        Reason::InvalidSpec,
+        "give exactly one image: imageRef or imageID",
+    )
+}
+
+/// What this ImageShare did to image `old` is undone; it shares `new` now.
+pub fn moved(old: &str, new: &str) -> Health {
+    Health::reconciling(
+        Reason::AddingMember,
+        format!(
+            "the members this ImageShare added to image {old} are removed; sharing image {new}"
+        ),
+    )
+}
+
 // --- imageRef --------------------------------------------------------------------------------
 
 /// The image ID a `VolumeImage` offers, or the health to report while there is none.

@@ -21,14 +21,13 @@ use crate::cloud::model::{Image as CloudImage, Member, MemberStatus, PatchOp, Vi
 use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
-use crate::controller::reasons::Reason;
 use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
     DeleteStep, Observed, ShareView, Wanted, Write, claims, counts, decide, decide_delete,
-    image_from_ref, image_unreadable, member_credentials_mismatch, observed_members,
-    visibility_refused,
+    image_from_ref, image_unreadable, member_credentials_mismatch, moved, no_image_given,
+    observed_members, visibility_refused,
 };
 
 impl CloudKind for ImageShare {
@@ -286,10 +285,7 @@ impl Shell<'_> {
         }
         let Some(reference) = &spec.image_ref else {
             // The schema requires exactly one of imageRef and imageID.
-            return Ok(Err(Health::stalled(
-                Reason::InvalidSpec,
-                "give exactly one image: imageRef or imageID",
-            )));
+            return Ok(Err(no_image_given()));
         };
         let api: Api<VolumeImage> =
             Api::namespaced(self.cycle.ctx.client.clone(), &self.cycle.namespace);
@@ -534,17 +530,11 @@ impl Shell<'_> {
         match self.undo(owner, old, "Move").await? {
             Undone::Closed(result) => Ok(Some(result)),
             Undone::Done(_) => {
-                let mut moved = self.cycle.report.recorded();
-                moved.id = Some(new.to_string());
-                moved.members.retain(|m| !m.added_by_this_object);
-                moved.previous_visibility = None;
-                let health = Health::reconciling(
-                    Reason::AddingMember,
-                    format!(
-                        "the members this ImageShare added to image {old} are removed; sharing image {new}"
-                    ),
-                );
-                self.cycle.report.record(moved, &health).await?;
+                let mut status = self.cycle.report.recorded();
+                status.id = Some(new.to_string());
+                status.members.retain(|m| !m.added_by_this_object);
+                status.previous_visibility = None;
+                self.cycle.report.record(status, &moved(old, new)).await?;
                 Ok(None)
             }
         }

@@ -574,6 +574,40 @@ pub fn create_request(
     })
 }
 
+/// While cloudvol asks the cloud to create the volume (from `image`, if given).
+pub fn creating(image: Option<&str>) -> Health {
+    Health::reconciling(
+        Reason::Creating,
+        match image {
+            Some(image) => {
+                format!("cloudvol is asking the cloud to make the volume from image {image}")
+            }
+            None => "cloudvol is asking the cloud to create the volume".to_string(),
+        },
+    )
+}
+
+/// The cloud accepted the create of volume `id`.
+pub fn being_created(id: &str) -> Health {
+    Health::reconciling(
+        Reason::Creating,
+        format!("the cloud is creating volume {id}"),
+    )
+}
+
+/// The cloud accepted the delete of volume `id`, or is at it already.
+pub fn deleting(id: &str) -> Health {
+    Health::reconciling(
+        Reason::Deleting,
+        format!("the cloud is deleting volume {id}"),
+    )
+}
+
+/// `spec.resource.image` with neither `ref` nor `id` (the API server refuses it).
+pub fn image_source_missing() -> Health {
+    Health::stalled(Reason::InvalidSpec, "spec.resource.image needs ref or id")
+}
+
 /// What to do about the cloud volume when the object is deleted (docs/design.md §4).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteStep {

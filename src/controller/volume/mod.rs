@@ -26,8 +26,9 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Membership, UID_MARK, Wanted, Write, create_refused, create_request, decide,
-    decide_delete, delete_refused, image_from_ref, needs_membership, source_image_refusal,
+    DeleteStep, Membership, UID_MARK, Wanted, Write, being_created, create_refused, create_request,
+    creating, decide, decide_delete, delete_refused, deleting, image_from_ref,
+    image_source_missing, needs_membership, source_image_refusal,
 };
 use k8s_openapi::jiff::Timestamp;
 
@@ -266,10 +267,7 @@ impl Reconcile for Volume {
                 }
                 match storage.delete_volume(&found.id).await {
                     Ok(()) | Err(CloudError::NotFound { .. }) => {
-                        let health = Health::reconciling(
-                            Reason::Deleting,
-                            format!("the cloud is deleting volume {}", found.id),
-                        );
+                        let health = deleting(&found.id);
                         cycle
                             .report
                             .event(
@@ -292,10 +290,7 @@ impl Reconcile for Volume {
                             Ok(now)
                                 if now.status == crate::cloud::model::VolumeStatus::Deleting =>
                             {
-                                let health = Health::reconciling(
-                                    Reason::Deleting,
-                                    format!("the cloud is deleting volume {}", now.id),
-                                );
+                                let health = deleting(&now.id);
                                 let status = self::status(&cycle, Some(&now));
                                 cycle.close(status, &health, true).await
                             }
@@ -435,8 +430,7 @@ async fn source_image(cycle: &Cycle<'_, Volume>) -> Result<Option<String>, Resul
             }
         }
         (None, None) => {
-            let health =
-                Health::stalled(Reason::InvalidSpec, "spec.resource.image needs ref or id");
+            let health = image_source_missing();
             return Err(cycle.report(&health).await);
         }
     };
@@ -503,26 +497,14 @@ async fn create(cycle: &Cycle<'_, Volume>, storage: &dyn BlockStorage) -> Result
     // lost, and a VolumeImage knows a volume is being made from its image.
     let mut recorded = cycle.report.recorded();
     recorded.create_requested_at = Some(Timestamp::now().to_string());
-    let intent = match &image_id {
-        Some(image_id) => {
-            recorded.source_image_id = Some(image_id.clone());
-            Health::reconciling(
-                Reason::Creating,
-                format!("cloudvol is asking the cloud to make the volume from image {image_id}"),
-            )
-        }
-        None => Health::reconciling(
-            Reason::Creating,
-            "cloudvol is asking the cloud to create the volume",
-        ),
-    };
+    if let Some(image_id) = &image_id {
+        recorded.source_image_id = Some(image_id.clone());
+    }
+    let intent = creating(image_id.as_deref());
     cycle.report.record(recorded.clone(), &intent).await?;
     match storage.create_volume(&request).await {
         Ok(created) => {
-            let health = Health::reconciling(
-                Reason::Creating,
-                format!("the cloud is creating volume {}", created.id),
-            );
+            let health = being_created(&created.id);
             cycle
                 .report
                 .event(
