@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test lint crds bench control-plane-stop openstack openstack-stop
+.PHONY: demo test lint chaos crds bench control-plane-stop openstack openstack-stop
 
 ## Run the demo: a control plane, the emulator, the operator, and the examples.
 demo:
@@ -19,6 +19,12 @@ test: lint
 ## and emulator; prints figures, asserts nothing (docs/performance.md). Not part of `make test`.
 bench:
 	hack/bench.sh
+
+## The chaos soak: random cloud faults and SIGKILLs of the real operator binary, then counts of
+## duplicates, leaks, stuck, not-ready objects and panics (docs/crash-safety.md). One cycle by
+## default; `make chaos CHAOS_SEED=7 CHAOS_DURATION=20m`, and `hack/chaos.sh --help` for the rest.
+chaos:
+	CARGO=$(CARGO) hack/chaos.sh
 
 ## Formatting and clippy, warnings as errors.
 lint:

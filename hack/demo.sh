@@ -7,7 +7,9 @@
 # It starts a real control plane (etcd + kube-apiserver), the cloudvol-emulator on
 # 127.0.0.1:18776 (what examples/00-credentials.yaml points at), installs the CRDs, runs the
 # operator, applies examples/ into the namespace cloudvol-demo, and walks through what cloudvol
-# does: a volume made Ready, and the deletion guard of an attached volume.
+# does: a volume made Ready, the deletion guard of an attached volume, a protected golden image
+# shared with the partner tenant, the partner's own volume made from it, and the image's
+# deletion waiting for a volume still being made from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,32 @@ for i in images:
     print("  ", i["id"], i["name"], i["status"], i["visibility"], "protected" if i["protected"] else "")
 if not images:
     print("   (none)")'
+}
+
+# The emulator's configuration: its two demo tenants, as without --config, and the default
+# 300 ms per transition, except for volumes made from images, which stay `downloading` for a few
+# seconds, long enough to watch a deletion wait for one.
+emulator_config() {
+  cat <<'YAML'
+region: KR1
+transitions:
+  default: 300ms
+  volume_download: 6s
+tenants:
+  - id: 6cdebe3eb0094910bc41f1d42ebe4cb7
+    name: demo
+    users:
+      - username: demo
+        password: demo-password
+        application_credentials: [{id: demo-appcred, secret: demo-appcred-secret, name: demo-appcred}]
+    scp: {access_key: demo-access-key, secret_key: demo-secret-key, account_id: demo-account}
+  - id: 8989447062e04a818baf9e073fd04fa7
+    name: partner
+    users:
+      - username: partner
+        password: partner-password
+    scp: {access_key: partner-access-key, secret_key: partner-secret-key, account_id: partner-account}
+YAML
 }
 
 # The images the partner tenant sees, through the image API with the partner's own token.
@@ -79,9 +107,10 @@ step "Building cloudvol and cloudvol-emulator"
 cargo build -q --bin cloudvol && cargo build -q -p cloudvol-emulator --bin cloudvol-emulator
 BIN=target/debug
 
-step "Starting the emulator on $EMULATOR_ADDR (two tenants: demo and partner)"
+step "Starting the emulator on $EMULATOR_ADDR (two tenants: demo and partner; a volume from an image downloads for 6 s)"
 stop_pid emulator
-"$BIN/cloudvol-emulator" --listen "$EMULATOR_ADDR" >"$STATE/emulator.log" 2>&1 &
+emulator_config >"$STATE/emulator.yaml"
+"$BIN/cloudvol-emulator" --listen "$EMULATOR_ADDR" --config "$STATE/emulator.yaml" >"$STATE/emulator.log" 2>&1 &
 echo $! >"$STATE/emulator.pid"
 for _ in $(seq 1 100); do grep -q '^listening on' "$STATE/emulator.log" && break; sleep 0.1; done
 head -n 1 "$STATE/emulator.log"
@@ -181,6 +210,54 @@ echo "The partner tenant now lists the image (its own token, the image API):"
 partner_images
 run kubectl get cloudvol -n "$NS"
 
+step "The partner tenant makes its own volume from the shared golden image, with its own credentials"
+run kubectl apply -n "$NS" -f examples/50-volume-from-image.yaml
+run kubectl wait -n "$NS" --for=jsonpath='{.status.resource.status}'=downloading --timeout=120s cvol/partner-volume
+run kubectl get -n "$NS" cvol partner-volume \
+  -o jsonpath='{range .status.conditions[?(@.type=="Reconciling")]}{.reason}: {.message}{"\n"}{end}'
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s cvol/partner-volume
+run kubectl get -n "$NS" cvol partner-volume \
+  -o jsonpath='made from image {.status.sourceImageID}: {.status.resource.status}, bootable {.status.resource.bootable}{"\n"}'
+echo "In the cloud, the volume is the partner tenant's:"
+curl -s "$EMU/_admin/volumes" | python3 -c 'import json, sys
+for v in json.load(sys.stdin)["volumes"]:
+    if v["name"].startswith("partner-volume"):
+        print("  ", v["id"], v["name"], v["status"], "tenant", v["os-vol-tenant-attr:tenant_id"], "from image", (v.get("volume_image_metadata") or {}).get("image_id"))'
+
+step "Deleting the golden image waits while a volume is still being made from it"
+run kubectl apply -n "$NS" -f - <<'YAML'
+apiVersion: cloudvol.dev/v1alpha1
+kind: Volume
+metadata:
+  name: partner-volume-2
+spec:
+  cloudCredentialsRef:
+    secretName: cloudvol-demo-credentials
+    cloudName: partner
+  resource:
+    name: partner-volume-2
+    size: 2
+    image:
+      ref:
+        name: golden-image
+YAML
+run kubectl wait -n "$NS" --for=jsonpath='{.status.resource.status}'=downloading --timeout=120s cvol/partner-volume-2
+run kubectl delete -n "$NS" vimg/golden-image --wait=false
+run kubectl wait -n "$NS" --for=jsonpath='{.status.conditions[?(@.type=="Reconciling")].reason}'=ImageInUse \
+  --timeout=60s vimg/golden-image
+run kubectl get -n "$NS" vimg golden-image \
+  -o jsonpath='{range .status.conditions[?(@.type=="Reconciling")]}{.reason}: {.message}{"\n"}{end}'
+echo "The image is still in the cloud:"
+cloud_images
+run kubectl wait -n "$NS" --for=condition=Ready --timeout=120s cvol/partner-volume-2
+echo "The volume is made and no longer needs the image; the image's own rules apply now: it is"
+echo "still shared (and protected), so its deletion holds until the ImageShare goes and the spec"
+echo "says protected: false:"
+run kubectl wait -n "$NS" --for=condition=Stalled --timeout=60s vimg/golden-image
+run kubectl get -n "$NS" vimg golden-image \
+  -o jsonpath='{range .status.conditions[?(@.type=="Stalled")]}{.reason}: {.message}{"\n"}{end}'
+run kubectl get cloudvol -n "$NS"
+
 step "The operator"
 printf 'operator RSS: %s KiB\n' "$(ps -o rss= -p "$(cat "$STATE/operator.pid")" | tr -d ' ')"
 run curl -s "http://$OPERATOR_ADDR/metrics" | grep -E '^cloudvol_(objects|reconciles_total)' || true
@@ -192,6 +269,9 @@ Everything keeps running. Try it:
   kubectl get cloudvol -n $NS
   kubectl describe cvol -n $NS demo-volume
   curl -s $EMU/_admin/volumes
+Let the golden image's deletion finish: its share first, then lift the protection:
+  kubectl delete -n $NS ishare/golden-image-to-partner
+  kubectl patch -n $NS vimg golden-image --type merge -p '{"spec":{"resource":{"protected":false}}}'
 Logs: $STATE/operator.log, $STATE/emulator.log
 Stop everything with:
   hack/demo.sh stop

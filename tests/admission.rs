@@ -280,4 +280,21 @@ async fn defaults_are_filled_in_by_the_api_server() {
         serde_json::from_value(serde_json::to_value(&created).expect("serializable"))
             .expect("the typed form");
     assert_eq!(typed.spec.resource.expect("resource").disk_format, "raw");
+
+    // A retype moves no data unless the spec says so.
+    let volume: Value = serde_json::json!({
+        "apiVersion": "cloudvol.dev/v1alpha1",
+        "kind": "Volume",
+        "metadata": {"name": "defaults"},
+        "spec": {
+            "cloudCredentialsRef": {"secretName": "creds", "cloudName": "demo"},
+            "resource": {"size": 1, "volumeType": "General HDD"}
+        }
+    });
+    let api = api_for(&client, &namespace, &volume).await;
+    let created = api
+        .create(&PostParams::default(), &dynamic(&volume, "defaults"))
+        .await
+        .expect("a minimal Volume is accepted");
+    assert_eq!(created.data["spec"]["resource"]["migrationPolicy"], "never");
 }

@@ -33,7 +33,9 @@ use futures::FutureExt;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use support::harness::{Backend, Harness, SECRET, condition_matches, volume_manifest};
+use support::harness::{
+    Backend, Harness, SECRET, condition_matches, image_manifest, manifest, volume_manifest,
+};
 
 /// Runs each scenario against both backends, as `<scenario>::emulator` and
 /// `<scenario>::openstack`, each in its own namespace with its own operator.
@@ -64,6 +66,8 @@ e2e!(
     image_protected_lifecycle,
     image_share_with_member_credentials,
     volume_import_by_id_and_filter,
+    golden_image_across_tenants,
+    volume_from_image_ref_and_retype,
 );
 
 /// When the first test of this binary started: the offsets printed below give each half's
@@ -118,25 +122,8 @@ where
 
 // ---- helpers -----------------------------------------------------------------------------
 
-fn image_manifest(name: &str, cloud: &str, spec: Value) -> Value {
-    manifest("VolumeImage", name, cloud, spec)
-}
-
 fn share_manifest(name: &str, cloud: &str, spec: Value) -> Value {
     manifest("ImageShare", name, cloud, spec)
-}
-
-fn manifest(kind: &str, name: &str, cloud: &str, spec: Value) -> Value {
-    let mut full = json!({
-        "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": cloud}},
-    });
-    if let (Some(target), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
-        target.extend(extra.clone());
-    }
-    full
 }
 
 fn id_of<K: serde::Serialize>(object: &K) -> String {
@@ -475,4 +462,247 @@ async fn volume_import_by_id_and_filter(h: &Harness) {
     assert_eq!(seen.status, "available");
 
     h.delete_cloud_volume(&id).await;
+}
+
+/// The golden-image loop across tenants: the owner makes an image from a volume and shares
+/// it; the member, with its own credentials, makes a volume from it by ID (the cloud copies
+/// the image into it: `downloading`, then `available`, bootable, made from the image). Then
+/// the image's deletion while another volume is being made from it: the image goes only once
+/// that volume is made, and the volume is fine.
+async fn golden_image_across_tenants(h: &Harness) {
+    let member = h.member();
+    let volume_id = ready_volume(h, "data").await;
+    let image = ready_image(h, "golden", "data", json!({"minDisk": 1})).await;
+    let image_id = id_of(&image);
+    assert_eq!(
+        image.status.clone().unwrap().resource.unwrap().min_disk,
+        Some(1),
+        "minDisk set through the image API"
+    );
+    h.create::<ImageShare>(share_manifest(
+        "to-member",
+        &h.owner().cloud,
+        json!({
+            "imageRef": {"name": "golden"},
+            "members": [{
+                "tenantID": member.id,
+                "memberCredentialsRef": {"secretName": SECRET, "cloudName": member.cloud},
+            }],
+        }),
+    ))
+    .await;
+    h.wait_condition::<ImageShare>("to-member", "Ready", "True", Some("Shared"))
+        .await;
+
+    let copy_name = h.unique_name("member-copy");
+    h.create::<Volume>(volume_manifest(
+        "member-copy",
+        &member.cloud,
+        json!({"resource": {"size": 1, "name": copy_name, "image": {"id": image_id}}}),
+    ))
+    .await;
+    let ready: Volume = h
+        .wait_condition("member-copy", "Ready", "True", Some("Available"))
+        .await;
+    let copy_id = id_of(&ready);
+    let status = ready.status.clone().unwrap();
+    assert_eq!(status.source_image_id.as_deref(), Some(image_id.as_str()));
+    let observed = status.resource.expect("status.resource");
+    assert_eq!(observed.source_image_id.as_deref(), Some(image_id.as_str()));
+    assert_eq!(observed.bootable, Some(true));
+    let seen = h
+        .read_member_volume(&copy_id)
+        .await
+        .expect("the member's volume exists");
+    assert_eq!(
+        (seen.status.as_str(), seen.source_image_id.as_deref()),
+        ("available", Some(image_id.as_str()))
+    );
+    // (The emulator's admin API reads every tenant's volumes, so only upstream tells.)
+    if let Backend::Remote(_) = h.backend() {
+        assert!(
+            h.read_volume(&copy_id).await.is_none(),
+            "made in the member's tenant, not the owner's"
+        );
+    }
+
+    // Made, the member's volume does not depend on the share any more.
+    h.delete::<ImageShare>("to-member").await;
+    h.wait_gone::<ImageShare>("to-member").await;
+    let seen = h.read_member_volume(&copy_id).await.expect("still there");
+    assert_eq!(seen.status, "available");
+
+    // Another volume from the image, and at once the image's deletion: the image is not
+    // deleted under the volume being made from it.
+    let second_name = h.unique_name("second");
+    h.create::<Volume>(volume_manifest(
+        "second",
+        &h.owner().cloud,
+        json!({"resource": {"size": 1, "name": second_name, "image": {"ref": {"name": "golden"}}}}),
+    ))
+    .await;
+    h.wait_object("second", "a create asked for", |v: &Volume| {
+        v.status
+            .as_ref()
+            .is_some_and(|s| s.source_image_id.is_some())
+    })
+    .await;
+    h.delete::<VolumeImage>("golden").await;
+    h.wait_gone::<VolumeImage>("golden").await;
+    // Whether the deletion met the volume still being made depends on the cloud's speed;
+    // say which happened (the emulator tests pin ImageInUse itself).
+    let waited = h
+        .events("golden")
+        .await
+        .into_iter()
+        .find(|(_, reason, _)| reason == "ImageInUse");
+    eprintln!(
+        "e2e golden_image_across_tenants::{}: the image's deletion {}",
+        h.backend().name(),
+        match &waited {
+            Some((_, _, note)) => format!("waited: {note}"),
+            None => "found the volume already made".to_string(),
+        }
+    );
+    let second: Volume = h.api().get("second").await.expect("the Volume");
+    let second_id = id_of(&second);
+    let seen = h
+        .read_volume(&second_id)
+        .await
+        .expect("the second volume exists");
+    assert_eq!(
+        seen.status, "available",
+        "the image went only once the volume was made: {seen:?}"
+    );
+    h.wait_condition::<Volume>("second", "Ready", "True", Some("Available"))
+        .await;
+    h.wait_cloud("the image deleted", || async {
+        h.read_image(&image_id).await.is_none().then_some(())
+    })
+    .await;
+
+    // The volumes do not depend on the image any more.
+    h.delete::<Volume>("member-copy").await;
+    h.wait_gone::<Volume>("member-copy").await;
+    h.wait_cloud(&format!("member volume {copy_id} gone"), || async {
+        h.read_member_volume(&copy_id).await.is_none().then_some(())
+    })
+    .await;
+    delete_volume(h, "second", &second_id).await;
+    delete_volume(h, "data", &volume_id).await;
+}
+
+/// A volume from a VolumeImage in the same tenant, then retyped: to a type its back end
+/// serves (in place), then to one it does not with `never` (the cloud accepts and gives it
+/// up: `RetypeNotApplied`, not asked again), then with `on-demand` (the emulator moves it;
+/// the test OpenStack has no back end for the type, so Cinder gives it up again).
+async fn volume_from_image_ref_and_retype(h: &Harness) {
+    h.ensure_volume_type("cloudvol-hdd", json!({})).await;
+    h.ensure_volume_type(
+        "cloudvol-ssd",
+        json!({"volume_backend_name": "ssd_general"}),
+    )
+    .await;
+    let volume_id = ready_volume(h, "data").await;
+    let image = ready_image(h, "golden", "data", json!({})).await;
+    let image_id = id_of(&image);
+    let copy_name = h.unique_name("copy");
+    h.create::<Volume>(volume_manifest(
+        "copy",
+        &h.owner().cloud,
+        json!({"resource": {"size": 1, "name": copy_name, "image": {"ref": {"name": "golden"}}}}),
+    ))
+    .await;
+    let ready: Volume = h
+        .wait_condition("copy", "Ready", "True", Some("Available"))
+        .await;
+    let copy_id = id_of(&ready);
+    let seen = h.read_volume(&copy_id).await.expect("the copy exists");
+    assert_eq!(seen.source_image_id.as_deref(), Some(image_id.as_str()));
+
+    let typed = |name: &'static str| {
+        move |v: &Volume| {
+            is_ready(v)
+                && v.status
+                    .as_ref()
+                    .and_then(|s| s.resource.as_ref())
+                    .is_some_and(|r| r.volume_type.as_deref() == Some(name))
+        }
+    };
+    // The same back end: in place.
+    h.patch::<Volume>(
+        "copy",
+        json!({"spec": {"resource": {"volumeType": "cloudvol-hdd"}}}),
+    )
+    .await;
+    h.wait_object("copy", "Ready as cloudvol-hdd", typed("cloudvol-hdd"))
+        .await;
+    assert_eq!(
+        h.read_volume(&copy_id)
+            .await
+            .unwrap()
+            .volume_type
+            .as_deref(),
+        Some("cloudvol-hdd")
+    );
+    h.wait_event("copy", "Retyped").await;
+
+    // Another back end, `never`: accepted, then given up by the cloud.
+    h.patch::<Volume>(
+        "copy",
+        json!({"spec": {"resource": {"volumeType": "cloudvol-ssd"}}}),
+    )
+    .await;
+    let given_up: Volume = h
+        .wait_condition("copy", "Stalled", "True", Some("RetypeNotApplied"))
+        .await;
+    let message = message_of(&given_up, "Stalled");
+    assert!(
+        message.contains("then gave it up") && message.contains("\"cloudvol-hdd\""),
+        "{message}"
+    );
+    let seen = h.read_volume(&copy_id).await.unwrap();
+    assert_eq!(
+        (seen.status.as_str(), seen.volume_type.as_deref()),
+        ("available", Some("cloudvol-hdd"))
+    );
+
+    // `on-demand`: the emulator moves the volume; this OpenStack has no back end that serves
+    // cloudvol-ssd, so Cinder gives it up again, and cloudvol says so.
+    h.patch::<Volume>(
+        "copy",
+        json!({"spec": {"resource": {"migrationPolicy": "on-demand"}}}),
+    )
+    .await;
+    match h.backend() {
+        Backend::Emulator => {
+            h.wait_object("copy", "Ready as cloudvol-ssd", typed("cloudvol-ssd"))
+                .await;
+        }
+        Backend::Remote(_) => {
+            let given_up: Volume = h
+                .wait_object("copy", "given up with on-demand", |v: &Volume| {
+                    v.status
+                        .as_ref()
+                        .and_then(|s| s.retype.as_ref())
+                        .is_some_and(|r| {
+                            r.accepted
+                                && r.migration_policy == cloudvol::api::MigrationPolicy::OnDemand
+                        })
+                        && condition_matches(
+                            &serde_json::to_value(v).unwrap(),
+                            "Stalled",
+                            "True",
+                            Some("RetypeNotApplied"),
+                        )
+                })
+                .await;
+            let message = message_of(&given_up, "Stalled");
+            assert!(message.contains("no back end"), "{message}");
+        }
+    }
+
+    delete_volume(h, "copy", &copy_id).await;
+    delete_image(h, "golden", &image_id).await;
+    delete_volume(h, "data", &volume_id).await;
 }

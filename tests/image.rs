@@ -10,21 +10,10 @@ use cloudvol::api::{ImageShare, Volume, VolumeImage};
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use support::harness::{DEADLINE, DEMO_TENANT, Harness, SECRET, fast_config, volume_manifest};
+use support::harness::{
+    DEADLINE, DEMO_TENANT, Harness, SECRET, fast_config, image_manifest, volume_manifest,
+};
 use support::wait_for;
-
-fn image_manifest(name: &str, cloud: &str, spec: Value) -> Value {
-    let mut full = json!({
-        "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": "VolumeImage",
-        "metadata": {"name": name},
-        "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": cloud}},
-    });
-    if let (Some(target), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
-        target.extend(extra.clone());
-    }
-    full
-}
 
 fn id_of<K: serde::Serialize>(object: &K) -> String {
     let value = serde_json::to_value(object).expect("serializable");

@@ -104,13 +104,12 @@ async fn a_volume_stuck_creating_past_its_deadline_stalls_and_recovers_by_itself
         json!({"resource": {"size": 1}}),
     ))
     .await;
-    let creating: Volume = h
-        .wait_condition("slow", "Reconciling", "True", Some("Creating"))
-        .await;
-    let id = creating
-        .status
-        .and_then(|s| s.id)
-        .expect("the volume was created");
+    let api = h.api::<Volume>();
+    let id = support::wait_for(support::harness::DEADLINE, "the volume's id", || {
+        let api = api.clone();
+        async move { api.get("slow").await.ok()?.status?.id }
+    })
+    .await;
     let stalled: Volume = h
         .wait_condition("slow", "Stalled", "True", Some("ProgressDeadlineExceeded"))
         .await;
@@ -223,4 +222,122 @@ async fn a_cloud_that_hangs_does_not_hold_up_another_tenant() {
         "the healthy tenant waited for the slow one: {beside:.1} s against {alone:.1} s alone"
     );
     drop(slow);
+}
+
+/// Logins the emulator answered, of both identity versions.
+async fn logins(h: &Harness) -> u64 {
+    let counts = h.admin_get("requests").await;
+    [
+        "POST /identity/v2.0/tokens",
+        "POST /identity/v3/auth/tokens",
+    ]
+    .iter()
+    .map(|route| counts[*route].as_u64().unwrap_or(0))
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_objects_with_a_wrong_password_log_in_once_per_backoff_step() {
+    let mut h = Harness::with_emulator("iso-login", fast_config()).await;
+    // Closer to the operator's defaults than the harness's: more reconciles at once, and a
+    // Stalled object not looked at again every second.
+    let settings = cloudvol::controller::Settings {
+        concurrency: 16,
+        backoff: cloudvol::controller::requeue::Backoff {
+            base: std::time::Duration::from_millis(500),
+            cap: std::time::Duration::from_secs(10),
+        },
+        ..h.settings()
+    };
+    h.start_operator_with(settings, |ctx, shutdown| {
+        Box::pin(async move {
+            cloudvol::controller::run(ctx, shutdown)
+                .await
+                .expect("the controllers run until the test ends");
+        })
+    })
+    .await;
+    let objects = 100;
+    let start = std::time::Instant::now();
+    for n in 0..objects {
+        h.create::<Volume>(volume_manifest(
+            &format!("bad-{n}"),
+            "wrong-password",
+            json!({"resource": {"size": 1}}),
+        ))
+        .await;
+    }
+    for n in 0..objects {
+        h.wait_condition::<Volume>(
+            &format!("bad-{n}"),
+            "Stalled",
+            "True",
+            Some("InvalidCredentials"),
+        )
+        .await;
+    }
+    let attempts = logins(&h).await;
+    let elapsed = start.elapsed();
+    // The backoff starts at 5 s and doubles: after t seconds at most 1 + the steps begun.
+    let steps = [5u64, 15, 35, 75, 155]
+        .iter()
+        .filter(|s| elapsed.as_secs() >= **s)
+        .count() as u64;
+    println!("{objects} objects with a wrong password: {attempts} login attempts in {elapsed:?}");
+    assert!(
+        attempts <= 1 + steps,
+        "{attempts} logins for {objects} objects in {elapsed:?}: at most one per backoff step"
+    );
+    let message = h
+        .api::<Volume>()
+        .get("bad-0")
+        .await
+        .expect("the Volume")
+        .status
+        .expect("a status")
+        .conditions[0]
+        .message
+        .clone();
+    assert!(
+        message.contains("Secret") && message.contains("cloud \"wrong-password\""),
+        "the message names the Secret and the cloud: {message}"
+    );
+
+    // New credentials (another content hash) are tried at once, not after the backoff.
+    let fixed = h
+        .clouds_yaml()
+        .replace("password: not-the-password", "password: demo-password");
+    h.put_secret(support::harness::SECRET, &fixed).await;
+    h.patch::<Volume>(
+        "bad-0",
+        json!({"metadata": {"annotations": {"example.com/look": "now"}}}),
+    )
+    .await;
+    h.wait_condition::<Volume>("bad-0", "Ready", "True", None)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_failure_is_stalled_with_its_cause() {
+    let mut h = Harness::with_emulator("iso-tls", fast_config()).await;
+    h.start_operator().await;
+    // https to a server that speaks plain HTTP: no retry fixes that, a person must.
+    let https = h.emulator.base_url().replace("http://", "https://");
+    h.put_secret(
+        "tls-cloud",
+        &format!(
+            "clouds:\n  tls:\n    auth_type: v2password\n    auth:\n      auth_url: {https}/identity/v2.0\n      tenant_id: {}\n      username: demo\n      password: demo-password\n    region_name: KR1\n",
+            support::harness::DEMO_TENANT
+        ),
+    )
+    .await;
+    let mut manifest = volume_manifest("tls", "tls", json!({"resource": {"size": 1}}));
+    manifest["spec"]["cloudCredentialsRef"]["secretName"] = json!("tls-cloud");
+    h.create::<Volume>(manifest).await;
+    let stalled: Volume = h
+        .wait_condition("tls", "Stalled", "True", Some("TLSFailure"))
+        .await;
+    let message = &stalled.status.expect("a status").conditions[0].message;
+    assert!(message.contains("127.0.0.1"), "names the host: {message}");
+    assert!(message.contains("tls-cloud"), "names the Secret: {message}");
 }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use support::harness::{
     DEADLINE, DEMO_TENANT, Harness, PARTNER_TENANT, SECRET, condition_matches, fast_config,
+    share_manifest,
 };
 use support::wait_for;
 
@@ -18,20 +19,6 @@ use support::wait_for;
 const OTHER_TENANT: &str = "0a1b2c3d4e5f40718293a4b5c6d7e8f9";
 /// Someone else's member, added by hand.
 const HAND_TENANT: &str = "f0e1d2c3b4a5469788796a5b4c3d2e1f";
-
-/// An ImageShare manifest with the demo tenant's credentials.
-fn share_manifest(name: &str, spec: Value) -> Value {
-    let mut full = json!({
-        "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": "ImageShare",
-        "metadata": {"name": name},
-        "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": "demo"}},
-    });
-    if let (Some(target), Some(extra)) = (full["spec"].as_object_mut(), spec.as_object()) {
-        target.extend(extra.clone());
-    }
-    full
-}
 
 /// The partner tenant as a member; with `accepts`, cloudvol accepts with its credentials.
 fn partner(accepts: bool) -> Value {

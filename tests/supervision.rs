@@ -110,3 +110,92 @@ async fn a_controller_that_stops_fails_healthz_and_ends_the_process() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_that_loses_its_lease_sends_no_more_cloud_writes() {
+    let h = support::harness::Harness::with_emulator(
+        "supervision-fence",
+        support::harness::fast_config(),
+    )
+    .await;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("cloudvol-fence-{}", h.namespace));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let log = dir.join("operator.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudvol"));
+    command
+        .args(["run", "--namespaces", &h.namespace])
+        .args(["--leader-election-namespace", &h.namespace])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", support::kubeconfig())
+        .env("POD_NAME", "first-leader")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"));
+    let mut operator = Running(command.spawn().expect("cloudvol run starts"));
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), &h.namespace);
+    support::wait_for(DEADLINE, "the operator to hold the Lease", || {
+        let leases = leases.clone();
+        async move {
+            let holder = leases
+                .get_opt("cloudvol-leader")
+                .await
+                .ok()??
+                .spec?
+                .holder_identity?;
+            (holder == "first-leader").then_some(())
+        }
+    })
+    .await;
+
+    // A reconcile in flight: its login takes 6 s. Meanwhile another replica takes the Lease.
+    h.admin_post(
+        "faults",
+        serde_json::json!({"method": "POST", "path": "/identity/*", "delay_ms": 6000}),
+    )
+    .await;
+    h.create::<cloudvol::api::Volume>(support::harness::volume_manifest(
+        "data",
+        "demo",
+        serde_json::json!({"resource": {"size": 1}}),
+    ))
+    .await;
+    support::wait_for(DEADLINE, "the login to be under way", || async {
+        let counts = h.admin_get("requests").await;
+        (counts["POST /identity/v2.0/tokens"].as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let stolen = serde_json::json!({"spec": {
+        "holderIdentity": "second-leader",
+        "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(now),
+        "leaseDurationSeconds": 60,
+    }});
+    leases
+        .patch(
+            "cloudvol-leader",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&stolen),
+        )
+        .await
+        .expect("the Lease is taken over");
+
+    // The deposed leader stops; its login answers after it noticed, and the create it would
+    // have sent next never reaches the cloud.
+    let status = support::wait_for(DEADLINE, "the deposed leader to exit", || {
+        let status = operator.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "a lost Lease ends the process:\n{text}");
+    let counts = h.admin_get("requests").await;
+    assert_eq!(
+        counts["POST /block-storage/v2/{tenant}/volumes"]
+            .as_u64()
+            .unwrap_or(0),
+        0,
+        "a deposed leader created a volume:\n{counts}\n{text}"
+    );
+    assert!(h.cloud_volumes().await.is_empty());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -221,7 +221,7 @@ async fn deleting_an_attached_volume_waits_for_detach() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_volume_with_snapshots_reports_has_snapshots_until_they_go() {
+async fn a_volume_with_snapshots_is_refused_in_the_clouds_words_until_they_go() {
     let h = Harness::new("vol-snap").await;
     h.create::<Volume>(volume_manifest(
         "data",
@@ -236,8 +236,14 @@ async fn a_volume_with_snapshots_reports_has_snapshots_until_they_go() {
     h.admin_post(&format!("volumes/{id}/snapshots"), json!({}))
         .await;
     h.delete::<Volume>("data").await;
-    h.wait_condition::<Volume>("data", "Stalled", "True", Some("HasSnapshots"))
+    let refused: Volume = h
+        .wait_condition("data", "Stalled", "True", Some("DeleteRefused"))
         .await;
+    let message = &refused.status.expect("a status").conditions[0].message;
+    assert!(
+        message.contains("The cloud said:") && message.contains("Invalid volume"),
+        "the cloud's own words: {message}"
+    );
     assert!(h.cloud_volume(&id).await.is_some());
     h.admin_delete(&format!("volumes/{id}/snapshots")).await;
     h.wait_gone::<Volume>("data").await;

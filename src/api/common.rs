@@ -72,6 +72,20 @@ pub struct LocalObjectRef {
     pub name: String,
 }
 
+/// Where a cloud resource lives, as the credentials' token said when cloudvol made or adopted
+/// it: a tenant (project) and a region. If the credentials later point elsewhere, cloudvol
+/// neither creates nor deletes anything there (`CredentialsChanged`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudScope {
+    /// The tenant (project) ID.
+    #[serde(rename = "tenantID")]
+    pub tenant_id: String,
+    /// The region of the credentials (`region_name`), if they name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
 /// The condition list every kind carries. The types are `Ready`, `Reconciling` and `Stalled`,
 /// following kstatus, so `kubectl wait --for=condition=Ready`, Flux and Argo CD understand them.
 pub type Conditions = Vec<Condition>;

@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CloudCredentialsRef, Conditions, DeletionPolicy, ImportSpec, LocalObjectRef, ManagementPolicy,
-    conditions_schema,
+    CloudCredentialsRef, CloudScope, Conditions, DeletionPolicy, ImportSpec, LocalObjectRef,
+    ManagementPolicy, conditions_schema,
 };
 
 /// An image in the cloud's image service, made from a volume or imported.
@@ -172,6 +172,17 @@ pub struct VolumeImageResource {
     /// Unset leaves the cloud's value alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
+    /// The smallest disk, in GiB, that a volume or server made from the image needs (the
+    /// image's `min_disk`). Unset leaves the cloud's value alone (0 for an image made from a
+    /// volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 65536))]
+    pub min_disk: Option<i64>,
+    /// The smallest RAM, in MiB, that a server booted from the image needs (the image's
+    /// `min_ram`). Unset leaves the cloud's value alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4194304))]
+    pub min_ram: Option<i64>,
     /// Tags on the image, each 1 to 255 characters and none starting with `_`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -261,6 +272,9 @@ pub struct VolumeImageStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub source_volume_id: Option<String>,
+    /// The tenant and region the cloud resource lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudScope>,
     /// When cloudvol last asked the cloud to make the image, written before the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_requested_at: Option<String>,
@@ -306,6 +320,12 @@ pub struct ObservedImage {
     /// Size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
+    /// The smallest disk, in GiB, the image needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_disk: Option<i64>,
+    /// The smallest RAM, in MiB, the image needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ram: Option<i64>,
     /// Checksum of the image data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,

@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CloudCredentialsRef, Conditions, DeletionPolicy, ImportSpec, ManagementPolicy,
-    conditions_schema,
+    CloudCredentialsRef, CloudScope, Conditions, DeletionPolicy, ImportSpec, LocalObjectRef,
+    ManagementPolicy, conditions_schema,
 };
 
 /// A block-storage volume in an NHN Cloud, OpenStack or Samsung Cloud Platform tenant.
@@ -107,15 +107,18 @@ pub struct VolumeSpec {
     pub resource: Option<VolumeResource>,
 }
 
-/// The desired volume. Every field except `name`, `description`, `size` and `metadata` is
-/// immutable once set.
+/// The desired volume. `name`, `description`, `size`, `volumeType`, `migrationPolicy` and
+/// `metadata` may change; the other fields are immutable once set, and the source (`image`,
+/// `snapshotID` or `sourceVolumeID`) is immutable.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!(has(self.snapshotID) && has(self.sourceVolumeID))",
-     "message": "give at most one of snapshotID and sourceVolumeID: a volume starts from a snapshot, another volume, or empty"},
+    {"rule": "(has(self.image) ? 1 : 0) + (has(self.snapshotID) ? 1 : 0) + (has(self.sourceVolumeID) ? 1 : 0) <= 1",
+     "message": "give at most one source: image, snapshotID or sourceVolumeID; a volume starts from an image, a snapshot, another volume, or empty"},
+    {"rule": "has(self.image) == has(oldSelf.image)",
+     "message": "spec.resource.image is immutable: a volume is made from its image once; create a new Volume for another image"},
     {"rule": "!has(oldSelf.size) || has(self.size)", "message": "size cannot be removed once set"},
-    {"rule": "!has(oldSelf.volumeType) || has(self.volumeType)", "message": "volumeType is immutable once set"},
+    {"rule": "!has(oldSelf.volumeType) || has(self.volumeType)", "message": "volumeType cannot be removed once set: set it to the type the volume should have"},
     {"rule": "!has(oldSelf.availabilityZone) || has(self.availabilityZone)", "message": "availabilityZone is immutable once set"},
     {"rule": "!has(oldSelf.snapshotID) || has(self.snapshotID)", "message": "snapshotID is immutable once set"},
     {"rule": "!has(oldSelf.sourceVolumeID) || has(self.sourceVolumeID)", "message": "sourceVolumeID is immutable once set"},
@@ -138,14 +141,17 @@ pub struct VolumeResource {
         {"rule": "self >= oldSelf", "message": "size can only grow: volumes cannot shrink; create a new, smaller Volume instead"}
     ]))]
     pub size: Option<i32>,
-    /// The volume type, for example `General HDD` or `General SSD` on NHN Cloud. Immutable once
-    /// set. Defaults to the cloud's default type.
+    /// The volume type, for example `General HDD` or `General SSD` on NHN Cloud. Defaults to
+    /// the cloud's default type. Changing it retypes the volume (the cloud's `os-retype`
+    /// action), as `migrationPolicy` allows; it cannot be removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self == oldSelf", "message": "volumeType is immutable once set"}
-    ]))]
     pub volume_type: Option<String>,
+    /// Whether the cloud may move the volume's data to another back end to change its type:
+    /// `never` (default: a retype that needs a move is refused, or given up by the cloud) or
+    /// `on-demand`.
+    #[serde(default)]
+    pub migration_policy: MigrationPolicy,
     /// The availability zone, for example `kr-pub-a`. Immutable once set. Defaults to the
     /// cloud's choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +160,17 @@ pub struct VolumeResource {
         {"rule": "self == oldSelf", "message": "availabilityZone is immutable once set"}
     ]))]
     pub availability_zone: Option<String>,
+    /// Create the volume from an image: a `VolumeImage` in this namespace (`ref`), or the ID of
+    /// an image these credentials can see (`id`: their own, a public one, or one shared with
+    /// their tenant and accepted). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "has(self.ref) != has(self.id)",
+         "message": "image needs exactly one of ref (a VolumeImage in this namespace) or id (an image ID)"},
+        {"rule": "self == oldSelf",
+         "message": "spec.resource.image is immutable: a volume is made from its image once; create a new Volume for another image"}
+    ]))]
+    pub image: Option<VolumeImageSource>,
     /// Create the volume from this snapshot. Immutable once set.
     #[serde(
         default,
@@ -194,6 +211,44 @@ pub struct VolumeResource {
     pub encryption: Option<VolumeEncryption>,
 }
 
+/// The image a volume is made from. Give exactly one of `ref` and `id`.
+// Its validation rules sit on the `image` field, because a field's rules replace those of its
+// type in the generated schema.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct VolumeImageSource {
+    /// A `VolumeImage` in the same namespace: cloudvol waits until it is `Ready`, then makes
+    /// the volume from its image (`status.id`).
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<LocalObjectRef>,
+    /// The ID of an image the Volume's credentials can see: their tenant's own, a public one,
+    /// or one shared with their tenant and accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub id: Option<String>,
+}
+
+/// What the cloud may do when a new volume type needs the volume on another back end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum MigrationPolicy {
+    /// Never move the data: a retype that needs a move does not happen.
+    #[default]
+    #[serde(rename = "never")]
+    Never,
+    /// Move the data to a back end of the new type when needed.
+    #[serde(rename = "on-demand")]
+    OnDemand,
+}
+
+impl MigrationPolicy {
+    /// The name the cloud and the spec use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MigrationPolicy::Never => "never",
+            MigrationPolicy::OnDemand => "on-demand",
+        }
+    }
+}
+
 /// NHN Cloud volume encryption through Secure Key Manager (`nhn_encryption`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -221,12 +276,52 @@ pub struct VolumeStatus {
     /// The cloud volume's ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The tenant and region the cloud resource lives in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<CloudScope>,
+    /// When cloudvol last asked the cloud to create the volume, written before the request: a
+    /// deletion of an object that never asked needs no cloud at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_requested_at: Option<String>,
     /// The volume as the cloud last reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<ObservedVolume>,
     /// The servers the volume is attached to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<VolumeAttachment>,
+    /// The image cloudvol asked the cloud to make the volume from, written before the create
+    /// request.
+    #[serde(
+        default,
+        rename = "sourceImageID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_image_id: Option<String>,
+    /// The last change of volume type cloudvol asked for, until the volume has the type the
+    /// spec asks for: what tells a retype the cloud refused or gave up from one still to make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retype: Option<VolumeRetype>,
+}
+
+/// A change of volume type cloudvol asked for (`os-retype`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeRetype {
+    /// The type asked for.
+    pub volume_type: String,
+    /// The migration policy asked with.
+    pub migration_policy: MigrationPolicy,
+    /// The type the volume had when cloudvol asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_volume_type: Option<String>,
+    /// When cloudvol asked, written before the request.
+    pub requested_at: String,
+    /// The cloud accepted the request (HTTP 202).
+    #[serde(default)]
+    pub accepted: bool,
+    /// The cloud's words when it refused the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
 }
 
 /// The volume's fields as the cloud reported them.
@@ -268,6 +363,14 @@ pub struct ObservedVolume {
         skip_serializing_if = "Option::is_none"
     )]
     pub source_volume_id: Option<String>,
+    /// The image the volume was made from, as the cloud reports it (once the volume is
+    /// made).
+    #[serde(
+        default,
+        rename = "sourceImageID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_image_id: Option<String>,
     /// Whether the volume is bootable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootable: Option<bool>,

@@ -112,6 +112,10 @@ impl BlockStorage for Cinder {
         Box::pin(self.session.endpoint(Service::BlockStorage))
     }
 
+    fn project_id(&self) -> CloudFuture<'_, Option<String>> {
+        Box::pin(async move { Ok(self.session.token().await?.project_id.clone()) })
+    }
+
     fn list_volumes<'a>(&'a self, query: &'a VolumeQuery) -> CloudFuture<'a, Vec<VolumeSummary>> {
         Box::pin(self.list("/volumes", query))
     }

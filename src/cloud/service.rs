@@ -24,6 +24,10 @@ pub trait BlockStorage: Send + Sync {
     /// The endpoint requests go to (authenticates if needed).
     fn endpoint(&self) -> CloudFuture<'_, String>;
 
+    /// The project (tenant) the credentials act as, when known: where the volumes they
+    /// create live.
+    fn project_id(&self) -> CloudFuture<'_, Option<String>>;
+
     /// `GET /volumes`: ids and names, every page.
     fn list_volumes<'a>(&'a self, query: &'a VolumeQuery) -> CloudFuture<'a, Vec<VolumeSummary>>;
 

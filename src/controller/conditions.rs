@@ -78,6 +78,24 @@ impl Health {
         }
     }
 
+    /// The same health with another message.
+    pub fn with_message(self, message: impl Into<String>) -> Self {
+        let message = message.into();
+        match self {
+            Health::Ready { reason, .. } => Health::Ready { reason, message },
+            Health::Reconciling {
+                reason,
+                retry_after,
+                ..
+            } => Health::Reconciling {
+                reason,
+                message,
+                retry_after,
+            },
+            Health::Stalled { reason, .. } => Health::Stalled { reason, message },
+        }
+    }
+
     /// How long the cloud asked to wait before the next look, if it did.
     pub fn wait(&self) -> Option<Duration> {
         match self {

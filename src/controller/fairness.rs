@@ -52,6 +52,9 @@ pub struct Fairness {
     per_scope: usize,
     scopes: Mutex<HashMap<String, Arc<Slots>>>,
     triggers: Arc<Triggers>,
+    /// The scope each object's last reconcile was in, so that an object of a full scope is put
+    /// back before its Secret is even read.
+    last: Mutex<HashMap<String, String>>,
 }
 
 /// One scope's slots, and the objects waiting for one, oldest first.
@@ -69,6 +72,26 @@ struct Waiting {
 impl Slots {
     fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `waiter` once, at the front if `urgent`.
+    fn queue(&self, waiter: &Target, urgent: bool) {
+        let mut waiting = self.waiting();
+        if waiting.queued.insert(waiter.clone()) {
+            if urgent {
+                waiting.queue.push_front(waiter.clone());
+            } else {
+                waiting.queue.push_back(waiter.clone());
+            }
+        }
+    }
+
+    /// Takes `waiter` out of the queue, if it is in it.
+    fn unqueue(&self, waiter: &Target) {
+        let mut waiting = self.waiting();
+        if waiting.queued.remove(waiter) {
+            waiting.queue.retain(|w| w != waiter);
+        }
     }
 }
 
@@ -109,7 +132,52 @@ impl Fairness {
             per_scope: per_scope.max(1),
             scopes: Mutex::new(HashMap::new()),
             triggers,
+            last: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `object`'s last scope (keyed by `key`) has no free slot now; if so `waiter` is
+    /// queued there, as [`Fairness::enter`] would have, and the caller puts it back without
+    /// reading its Secret. An object never seen, or whose last scope has a slot, goes on.
+    pub fn queued_in_last_scope(&self, key: &str, waiter: &Target, urgent: bool) -> bool {
+        let scope = {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            match last.get(key) {
+                Some(scope) => scope.clone(),
+                None => return false,
+            }
+        };
+        let slots = {
+            let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+            match scopes.get(&scope) {
+                Some(slots) => slots.clone(),
+                None => return false,
+            }
+        };
+        if slots.semaphore.available_permits() > 0 {
+            return false;
+        }
+        slots.queue(waiter, urgent);
+        // A slot may have come free between the two: then no one would wake the waiter.
+        if slots.semaphore.available_permits() > 0 {
+            slots.unqueue(waiter);
+            return false;
+        }
+        true
+    }
+
+    /// Remembers the scope of `object`'s reconcile.
+    pub fn remember(&self, key: &str, scope: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.get(key).map(String::as_str) != Some(scope) {
+            last.insert(key.to_string(), scope.to_string());
+        }
+    }
+
+    /// The object of `key` is gone: forget its scope.
+    pub fn forget(&self, key: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.remove(key);
     }
 
     fn slots(&self, scope: &str) -> Arc<Slots> {
@@ -150,30 +218,13 @@ impl Fairness {
             triggers: self.triggers.clone(),
         };
         if let Ok(permit) = slots.semaphore.clone().try_acquire_owned() {
-            let mut waiting = slots.waiting();
-            if waiting.queued.remove(&waiter) {
-                waiting.queue.retain(|w| *w != waiter);
-            }
-            drop(waiting);
+            slots.unqueue(&waiter);
             return Some(slot(permit));
         }
-        {
-            let mut waiting = slots.waiting();
-            if waiting.queued.insert(waiter.clone()) {
-                if urgent {
-                    waiting.queue.push_front(waiter.clone());
-                } else {
-                    waiting.queue.push_back(waiter.clone());
-                }
-            }
-        }
+        slots.queue(&waiter, urgent);
         // A slot may have come free between the two: then no one would wake the waiter.
         let permit = slots.semaphore.clone().try_acquire_owned().ok()?;
-        let mut waiting = slots.waiting();
-        if waiting.queued.remove(&waiter) {
-            waiting.queue.retain(|w| *w != waiter);
-        }
-        drop(waiting);
+        slots.unqueue(&waiter);
         Some(slot(permit))
     }
 
@@ -255,6 +306,34 @@ mod tests {
         assert!(fairness.enter("a", waiter("created"), true).is_none());
         drop(held);
         assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "created".into()));
+    }
+
+    #[test]
+    fn an_object_of_a_full_scope_is_queued_before_its_secret_is_read() {
+        let triggers = Arc::new(Triggers::default());
+        let mut woken = triggers.subscribe("Volume", None);
+        let fairness = Fairness::new(1, triggers);
+        let a = waiter("a");
+        assert!(
+            !fairness.queued_in_last_scope("Volume/ns/a", &a, false),
+            "never seen"
+        );
+        let slot = fairness.enter("scope", waiter("holder"), false);
+        fairness.remember("Volume/ns/a", "scope");
+        assert!(fairness.queued_in_last_scope("Volume/ns/a", &a, false));
+        drop(slot);
+        assert_eq!(
+            woken.try_recv().unwrap(),
+            ("ns".into(), "a".into()),
+            "the freed slot wakes it"
+        );
+        assert!(!fairness.queued_in_last_scope("Volume/ns/a", &a, false));
+        fairness.forget("Volume/ns/a");
+        let _slot = fairness.enter("scope", waiter("holder"), false);
+        assert!(
+            !fairness.queued_in_last_scope("Volume/ns/a", &a, false),
+            "forgotten"
+        );
     }
 
     #[test]

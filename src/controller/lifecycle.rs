@@ -17,15 +17,17 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 
 use super::conditions::Health;
 use super::fairness::{self, scope_of};
 use super::report::{Phase, Report};
+use super::requeue::jitter;
 use super::secret::{self, LoadError, Loaded};
 use super::triggers::Target;
 use super::{CloudKind, Context, Error, ObjectStatus, cloud_error_health, invalid_common_spec};
-use crate::api::CloudCredentialsRef;
+use crate::api::{CloudCredentialsRef, CloudScope};
 use crate::cloud::{BlockStorage, CloudCredentials, Image};
 
 /// A kind's two arms, as kube's finalizer helper calls them.
@@ -44,6 +46,8 @@ pub struct Cycle<'a, K: CloudKind> {
     pub namespace: String,
     /// The credentials of `spec.cloudCredentialsRef`.
     pub credentials: CloudCredentials,
+    /// Where the credentials act (tenant, region), once [`Cycle::check_cloud`] asked.
+    pub here: Option<CloudScope>,
 }
 
 impl<K: CloudKind> Cycle<'_, K> {
@@ -89,7 +93,8 @@ impl<K: CloudKind> Cycle<'_, K> {
         reference: &CloudCredentialsRef,
     ) -> Result<Result<Arc<dyn Image>, Health>, Error> {
         match secret::load(&self.ctx.client, &self.namespace, reference).await {
-            Ok(loaded) => Ok(images(self.ctx, &loaded.credentials, reference)),
+            Ok(loaded) => Ok(images(self.ctx, &loaded.credentials, reference)
+                .map_err(|health| secret::explain(health, &self.namespace, reference))),
             Err(LoadError::Api(err)) => Err(err),
             Err(LoadError::Stalled(health)) => Ok(Err(health)),
         }
@@ -125,6 +130,20 @@ pub async fn reconcile<K: Reconcile>(object: Arc<K>, ctx: Arc<Context>) -> Resul
     })
     .await
     .map_err(from_finalizer)
+    .or_else(|err| match err {
+        // Something went away under the reconcile, most often the object itself as its deletion
+        // finished: not an error. Look again soon; if the object is gone, that look is a no-op.
+        Error::Kube(kube::Error::Api(status)) if status.code == 404 => {
+            Ok(Action::requeue(std::time::Duration::from_secs(5)))
+        }
+        // Another writer changed what this reconcile wrote with a compare-and-swap (two
+        // objects releasing one Secret at once, say): expected, and retried at once with fresh
+        // data. The finalizer helper already kept the finalizer, as the arm failed.
+        Error::Kube(kube::Error::Api(status)) if status.code == 409 => Ok(Action::requeue(jitter(
+            std::time::Duration::from_millis(200),
+        ))),
+        other => Err(other),
+    })
 }
 
 async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Action, Error> {
@@ -147,6 +166,16 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     {
         return report.close(object.recorded(), &health, false).await;
     }
+    // A fair share (see fairness.rs): an object of a scope whose slots are all taken — a cloud
+    // that hangs, a tenant with many busy objects — is put back at once, without waiting in a
+    // slot, and without reading its Secret when its last scope is known to be full.
+    // An object whose resource exists goes first in the queue: its reconcile mostly reads.
+    let key = object.key();
+    let waiter = waiter(object);
+    let urgent = object.status().and_then(ObjectStatus::id).is_some();
+    if ctx.fairness.queued_in_last_scope(&key, &waiter, urgent) {
+        return defer::<K>(ctx, &key, phase);
+    }
     let namespace = object.namespace().unwrap_or_default();
     let Loaded {
         credentials,
@@ -158,26 +187,37 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
             return report.close(object.recorded(), &health, false).await;
         }
     };
-    // A fair share: a scope whose slots are all taken (a cloud that hangs, a tenant with many
-    // busy objects) puts this object back with its backoff instead of waiting in a slot.
-    // An object whose resource exists goes first: its reconcile mostly reads.
-    let urgent = object.status().and_then(ObjectStatus::id).is_some();
-    let Some(_slot) = ctx
-        .fairness
-        .enter(&scope_of(&credentials), waiter(object), urgent)
-    else {
-        ctx.metrics.deferred(&K::kind(&()));
-        let after = ctx.backoff(&object.key(), Some(fairness::FALLBACK));
-        return match phase {
-            Phase::Apply => Ok(Action::requeue(after)),
-            Phase::Cleanup => Err(Error::Hold {
-                reason: "CloudScopeBusy".into(),
-                after,
-            }),
-        };
+    let scope = scope_of(&credentials);
+    ctx.fairness.remember(&key, &scope);
+    let Some(_slot) = ctx.fairness.enter(&scope, waiter, urgent) else {
+        return defer::<K>(ctx, &key, phase);
     };
     if phase == Phase::Apply && object.needs_cloud_to_delete() {
         secret::guard(&ctx.client, &secret).await?;
+    }
+    if secret.metadata.deletion_timestamp.is_some() && object.needs_cloud_to_delete() {
+        // Someone deletes the Secret: say on it who still holds it, and why.
+        report.event_on(
+            &secret,
+            EventType::Warning,
+            "CredentialsInUse",
+            &format!(
+                "{} {}/{} still needs this Secret to delete its cloud resource; the Secret goes \
+                 once that deletion is done, or once the object's deletionPolicy is Orphan",
+                K::kind(&()),
+                namespace,
+                object.name_any()
+            ),
+        )
+        .await;
+    }
+    // (A new object, with no status yet, guarded nothing before.)
+    if phase == Phase::Apply
+        && let Some(status) = object.status()
+        && object.meta().generation != status.observed_generation()
+    {
+        // The spec changed: a Secret it no longer names may be free now.
+        secret::sweep(&ctx.client, object).await?;
     }
     let cycle = Cycle {
         ctx,
@@ -185,6 +225,7 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
         report,
         namespace,
         credentials,
+        here: None,
     };
     match phase {
         Phase::Apply => K::apply(cycle).await,
@@ -198,6 +239,21 @@ fn waiter<K: CloudKind>(object: &K) -> Target {
         kind: K::kind(&()).to_string(),
         namespace: object.namespace().unwrap_or_default(),
         name: object.name_any(),
+    }
+}
+
+/// Puts the object of `key` back: its cloud scope has no free slot. It waits in the scope's
+/// queue, and the next slot to come free reconciles it; its backoff, at least
+/// [`fairness::FALLBACK`], is only the fallback.
+fn defer<K: CloudKind>(ctx: &Context, key: &str, phase: Phase) -> Result<Action, Error> {
+    ctx.metrics.deferred(&K::kind(&()));
+    let after = ctx.backoff(key, Some(fairness::FALLBACK));
+    match phase {
+        Phase::Apply => Ok(Action::requeue(after)),
+        Phase::Cleanup => Err(Error::Hold {
+            reason: "CloudScopeBusy".into(),
+            after,
+        }),
     }
 }
 

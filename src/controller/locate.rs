@@ -7,8 +7,10 @@ use std::future::Future;
 
 use kube::runtime::controller::Action;
 
-use crate::api::ImportSpec;
-use crate::cloud::CloudError;
+use crate::api::{CloudScope, ImportSpec};
+use std::sync::Arc;
+
+use crate::cloud::{BlockStorage, CloudError, Image};
 
 use super::conditions::Health;
 use super::lifecycle::Cycle;
@@ -54,6 +56,10 @@ pub struct Keys<'a> {
     pub import: Option<&'a ImportSpec>,
     /// The object's UID, when it creates its resource (managed, not imported).
     pub mark: Option<&'a str>,
+    /// An import by name looks the name up again when the resource it found is gone: only for
+    /// objects that never write (`unmanaged`). A managed object would otherwise take over —
+    /// and could later delete — a resource it was never pointed at.
+    pub follow_name: bool,
 }
 
 impl<'a> Keys<'a> {
@@ -66,6 +72,7 @@ impl<'a> Keys<'a> {
                 .creates()
                 .then(|| object.meta().uid.as_deref())
                 .flatten(),
+            follow_name: !object.managed(),
         }
     }
 }
@@ -108,8 +115,8 @@ pub async fn locate<F: Finder>(
     if let Some(id) = keys.recorded_id {
         match finder.show(id).await? {
             Some(found) => return Ok(Located::Found(found)),
-            // An import by name follows the name: look again below.
-            None if by_name.is_some() => {}
+            // An observer's import by name follows the name: look again below.
+            None if by_name.is_some() && keys.follow_name => {}
             None => {
                 // Before anything is made again: a create whose answer was lost may already
                 // have made it.
@@ -161,6 +168,62 @@ pub enum Step<R> {
 }
 
 impl<K: CloudKind> Cycle<'_, K> {
+    /// Learns where the credentials act (`project`, from the cloud, with the credentials'
+    /// region) and stops the reconcile, reported, when that is not where the object's resource
+    /// lives ([`credentials_changed`]).
+    pub async fn check_cloud(
+        &mut self,
+        project: Result<Option<String>, CloudError>,
+        noun: Noun,
+    ) -> Result<(), Result<Action, Error>> {
+        let project = match project {
+            Ok(project) => project,
+            Err(err) => return Err(self.unreadable(noun, &err).await),
+        };
+        self.here = project.map(|tenant_id| CloudScope {
+            tenant_id,
+            region: self.credentials.region_name.clone(),
+        });
+        let recorded = self.object.status().and_then(ObjectStatus::cloud);
+        match credentials_changed(
+            recorded,
+            self.here.as_ref(),
+            noun,
+            self.object.status().and_then(ObjectStatus::id),
+        ) {
+            Some(health) => Err(self.report(&health).await),
+            None => Ok(()),
+        }
+    }
+
+    /// The block-storage client of the credentials, once [`Cycle::check_cloud`] found them
+    /// acting where the object's volume lives; else the reconcile, closed.
+    pub async fn volumes_here(
+        &mut self,
+        noun: Noun,
+    ) -> Result<Arc<dyn BlockStorage>, Result<Action, Error>> {
+        let storage = match self.block_storage() {
+            Ok(storage) => storage,
+            Err(health) => return Err(self.report(&health).await),
+        };
+        self.check_cloud(storage.project_id().await, noun).await?;
+        Ok(storage)
+    }
+
+    /// The image client of the credentials, once [`Cycle::check_cloud`] found them acting
+    /// where the object's image lives; else the reconcile, closed.
+    pub async fn images_here(
+        &mut self,
+        noun: Noun,
+    ) -> Result<Arc<dyn Image>, Result<Action, Error>> {
+        let images = match self.images() {
+            Ok(images) => images,
+            Err(health) => return Err(self.report(&health).await),
+        };
+        self.check_cloud(images.project_id().await, noun).await?;
+        Ok(images)
+    }
+
     /// Looks for the object's resource with `finder` and follows [`next_step`]'s rules; what
     /// only needs reporting is reported here.
     pub async fn locate<F: Finder>(&self, finder: &F, noun: Noun) -> Step<F::Resource> {
@@ -241,6 +304,41 @@ pub async fn locate_for_delete<F: Finder>(
         Some(uid) => Ok(finder.marked(uid).await?.into_iter().next()),
         None => Ok(None),
     }
+}
+
+/// The resource lives in `recorded`; the credentials now act in `here`. When both are known
+/// and differ, nothing may be created or deleted with these credentials: creating would make a
+/// second, empty resource in the other tenant and orphan the one that holds the data.
+pub fn credentials_changed(
+    recorded: Option<&CloudScope>,
+    here: Option<&CloudScope>,
+    noun: Noun,
+    id: Option<&str>,
+) -> Option<Health> {
+    let (recorded, here) = (recorded?, here?);
+    if recorded == here {
+        return None;
+    }
+    let place = |s: &CloudScope| match &s.region {
+        Some(region) => format!("tenant {} in region {region}", s.tenant_id),
+        None => format!("tenant {}", s.tenant_id),
+    };
+    let what = match id {
+        Some(id) => format!("{} {id}", noun.one),
+        None => format!("the {}", noun.one),
+    };
+    Some(Health::stalled(
+        Reason::CredentialsChanged,
+        format!(
+            "{what} lives in {}, but spec.cloudCredentialsRef now acts in {}; cloudvol creates \
+             and deletes nothing there. Point cloudCredentialsRef back at {} (a new password for \
+             the same tenant is fine), or, to move on, delete this object with deletionPolicy: \
+             Orphan and import the resource you mean",
+            place(recorded),
+            place(here),
+            place(recorded),
+        ),
+    ))
 }
 
 /// What a kind calls its resource in messages, and the reason of an import that vanished.
@@ -489,13 +587,23 @@ mod tests {
                 Located::ImportMissing("name \"none\"".into()),
             ),
             (
-                "an import by name whose recorded id is gone follows the name",
+                "an observer's import by name whose recorded id is gone follows the name",
+                Keys {
+                    recorded_id: Some("v9"),
+                    import: Some(&import_data),
+                    follow_name: true,
+                    ..Default::default()
+                },
+                Located::Found("v1"),
+            ),
+            (
+                "a managed import by name whose recorded id is gone does not take a namesake",
                 Keys {
                     recorded_id: Some("v9"),
                     import: Some(&import_data),
                     ..Default::default()
                 },
-                Located::Found("v1"),
+                Located::Disappeared("v9".into()),
             ),
         ];
         for (name, keys, want) in cases {
@@ -543,6 +651,52 @@ mod tests {
             };
             assert_eq!(delete(keys), want, "{uid}");
         }
+    }
+
+    #[test]
+    fn credentials_that_now_act_elsewhere_stop_every_write() {
+        let at = |tenant: &str, region: Option<&str>| CloudScope {
+            tenant_id: tenant.into(),
+            region: region.map(str::to_string),
+        };
+        let kr1 = at("t1", Some("KR1"));
+        let cases = [
+            (
+                "same tenant and region",
+                Some(kr1.clone()),
+                Some(kr1.clone()),
+                None,
+            ),
+            ("nothing recorded yet", None, Some(kr1.clone()), None),
+            ("the cloud does not say", Some(kr1.clone()), None, None),
+            (
+                "another tenant",
+                Some(kr1.clone()),
+                Some(at("t2", Some("KR1"))),
+                Some("CredentialsChanged"),
+            ),
+            (
+                "another region",
+                Some(kr1.clone()),
+                Some(at("t1", Some("KR2"))),
+                Some("CredentialsChanged"),
+            ),
+        ];
+        for (what, recorded, here, want) in cases {
+            let got = credentials_changed(recorded.as_ref(), here.as_ref(), NOUN, Some("v1"));
+            assert_eq!(got.as_ref().map(|h| h.reason()), want, "{what}");
+        }
+        let health = credentials_changed(Some(&kr1), Some(&at("t2", None)), NOUN, Some("v1"))
+            .expect("a change");
+        assert!(health.is_stalled());
+        assert!(
+            health
+                .message()
+                .contains("volume v1 lives in tenant t1 in region KR1")
+                && health.message().contains("acts in tenant t2"),
+            "{}",
+            health.message()
+        );
     }
 
     #[test]

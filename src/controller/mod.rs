@@ -98,13 +98,20 @@ pub trait ObjectStatus: Serialize + PartialEq + Clone + Default + Debug + Send +
     fn conditions(&self) -> &[Condition];
     /// `status.id`: the cloud id cloudvol recorded.
     fn id(&self) -> Option<&str>;
+    /// `status.observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
+    /// `status.cloud`: where the resource lives, for the kinds that record it.
+    fn cloud(&self) -> Option<&crate::api::CloudScope> {
+        None
+    }
     /// Sets the conditions and `observedGeneration` of a status about to be written.
     fn stamp(&mut self, conditions: Vec<Condition>, observed_generation: Option<i64>);
 }
 
-/// Implements [`ObjectStatus`] for status structs with `conditions` and `observed_generation`.
+/// Implements [`ObjectStatus`] for status structs with `conditions`, `observed_generation` and
+/// `id` (and `cloud`, when given).
 macro_rules! object_status {
-    ($($status:ty),*) => {$(
+    ($status:ty $(, $cloud:ident)?) => {
         impl ObjectStatus for $status {
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
@@ -112,18 +119,22 @@ macro_rules! object_status {
             fn id(&self) -> Option<&str> {
                 self.id.as_deref()
             }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+            $(fn cloud(&self) -> Option<&crate::api::CloudScope> {
+                self.$cloud.as_ref()
+            })?
             fn stamp(&mut self, conditions: Vec<Condition>, observed_generation: Option<i64>) {
                 self.conditions = conditions;
                 self.observed_generation = observed_generation;
             }
         }
-    )*};
+    };
 }
-object_status!(
-    crate::api::VolumeStatus,
-    crate::api::VolumeImageStatus,
-    crate::api::ImageShareStatus
-);
+object_status!(crate::api::VolumeStatus, cloud);
+object_status!(crate::api::VolumeImageStatus, cloud);
+object_status!(crate::api::ImageShareStatus);
 
 /// What a CRD kind tells the shared machinery about itself.
 pub trait CloudKind:

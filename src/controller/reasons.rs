@@ -46,6 +46,8 @@ reasons! {
     ProgressDeadlineExceeded,
     /// The resource in `status.id` does not carry the object's mark: cloudvol does not touch it.
     ForeignResource,
+    /// The credentials now act in another tenant or region than the resource lives in.
+    CredentialsChanged,
     /// The credentials Secret does not exist.
     SecretNotFound,
     /// The credentials Secret has no usable clouds.yaml.
@@ -68,12 +70,23 @@ reasons! {
     VolumeNotFound,
     /// The volume is attached: deletion waits for the detach.
     VolumeInUse,
-    /// The cloud refused the delete because the volume has snapshots.
-    HasSnapshots,
+    /// The cloud refused the delete (HTTP 400), with its own words.
+    DeleteRefused,
     /// The volume is in a state the cloud cannot delete from.
     DeleteBlocked,
     /// The cloud failed to delete the volume several times.
     DeleteFailed,
+    /// cloudvol is asking the cloud to change the volume's type.
+    Retyping,
+    /// The cloud refused to change the volume's type.
+    RetypeRefused,
+    /// The cloud accepted a change of the volume's type, then gave it up.
+    RetypeNotApplied,
+    /// The image to make the volume from is not visible to the Volume's credentials, or is
+    /// shared with their tenant without being accepted.
+    ImageNotAvailable,
+    /// `spec.resource.size` is smaller than the image to make the volume from needs.
+    VolumeTooSmall,
 
     // --- VolumeImage ---
     /// The image is being made from the volume.
@@ -94,17 +107,21 @@ reasons! {
     WaitingForImageShares,
     /// ImageShares that are not being deleted still share the image.
     ReferencedByImageShare,
+    /// Volumes are still being made from the image: its deletion waits for them.
+    ImageInUse,
 
     // --- ImageShare ---
     /// The image is shared with every listed member.
     Shared,
-    /// The VolumeImage of `imageRef` is not Ready yet.
+    /// The VolumeImage of an ImageShare's `imageRef` (or a Volume's `image.ref`) is not Ready
+    /// yet.
     WaitingForImage,
-    /// The VolumeImage of `imageRef` is being deleted.
+    /// The VolumeImage of an ImageShare's `imageRef` (or a Volume's `image.ref`) is being
+    /// deleted.
     ImageDeleting,
     /// The VolumeImage of `imageRef` is Stalled.
     ImageStalled,
-    /// The image is still being made.
+    /// The image (to share, or to make a volume from) is still being made.
     ImageNotActive,
     /// The image will never be usable without a person.
     ImageUnusable,
@@ -120,6 +137,8 @@ reasons! {
     MemberRejected,
     /// The cloud reports a member status cloudvol does not know.
     UnknownMemberStatus,
+    /// Another ImageShare of the same image owns a member this one lists.
+    MemberClaimed,
     /// The member credentials authenticate as another tenant.
     MemberCredentialsMismatch,
     /// cloudvol is setting the image's visibility to shared.

@@ -32,8 +32,9 @@ pub struct Report<'a, K: CloudKind> {
     ctx: &'a Context,
     object: &'a K,
     phase: Phase,
-    /// What this reconcile wrote last (an intent before a cloud call), if anything.
-    written: Mutex<Option<K::Status>>,
+    /// What this reconcile wrote last (an intent before a cloud call), if anything, and the
+    /// object's resourceVersion after that write.
+    written: Mutex<Option<(K::Status, Option<String>)>>,
 }
 
 impl<'a, K: CloudKind> Report<'a, K> {
@@ -53,11 +54,20 @@ impl<'a, K: CloudKind> Report<'a, K> {
     /// The status as it stands: what this reconcile wrote last, else the object's own.
     pub fn recorded(&self) -> K::Status {
         self.lock()
-            .clone()
+            .as_ref()
+            .map(|(status, _)| status.clone())
             .unwrap_or_else(|| self.object.recorded())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<K::Status>> {
+    /// The resourceVersion the next status write expects the object at.
+    fn resource_version(&self) -> Option<String> {
+        match self.lock().as_ref() {
+            Some((_, version)) => version.clone(),
+            None => self.object.resource_version(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(K::Status, Option<String>)>> {
         self.written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -89,18 +99,24 @@ impl<'a, K: CloudKind> Report<'a, K> {
             self.ctx.client.clone(),
             &self.object.namespace().unwrap_or_default(),
         );
+        // The resourceVersion this status was computed from: if the object changed since (a
+        // stale cache, another writer), the API server refuses with 409 and the reconcile runs
+        // again on fresh data, so that intent a newer status recorded (members this object
+        // added, an upload's name) is never written over.
         let patch = json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
+            "metadata": {"resourceVersion": self.resource_version()},
             "status": status,
         });
-        api.patch_status(
-            &self.object.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-        *self.lock() = Some(status);
+        let written = api
+            .patch_status(
+                &self.object.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        *self.lock() = Some((status, written.resource_version()));
         Ok(())
     }
 
@@ -115,6 +131,13 @@ impl<'a, K: CloudKind> Report<'a, K> {
         health: &Health,
         progressed: bool,
     ) -> Result<Action, Error> {
+        if health.reason() == "NotLeader" {
+            // This replica lost its Lease: it writes nothing more, to the cloud or here, and the
+            // next leader takes the object over.
+            return Ok(Action::requeue(self.ctx.backoff(&self.object.key(), None)));
+        }
+        let explained = self.explain(health.clone());
+        let health = &explained;
         self.record(status, health).await?;
         if changed(self.object.conditions(), health) {
             let (type_, verb) = if health.is_stalled() {
@@ -153,6 +176,22 @@ impl<'a, K: CloudKind> Report<'a, K> {
         }
     }
 
+    /// A credentials problem names the Secret, key and cloud; during a deletion that needs the
+    /// cloud it also names the two ways out.
+    fn explain(&self, health: Health) -> Health {
+        let namespace = self.object.namespace().unwrap_or_default();
+        let health = secret::explain(health, &namespace, self.object.common().credentials);
+        if self.phase == Phase::Cleanup && secret::is_credentials_problem(health.reason()) {
+            let message = format!(
+                "{}. The deletion needs the cloud (a create was sent): fix the Secret, or set \
+                 deletionPolicy: Orphan to finish it and leave the cloud resource as it is",
+                health.message()
+            );
+            return health.with_message(message);
+        }
+        health
+    }
+
     /// The last step of a deletion: says `why` the object is finished with the cloud (so that
     /// objects sharing its credentials Secret see it done), releases every Secret it uses that
     /// nothing else needs, stops counting the object, and lets kube's helper remove the
@@ -178,7 +217,33 @@ impl<'a, K: CloudKind> Report<'a, K> {
             .metrics
             .object_ready(&K::kind(&()), &self.object.key(), None);
         self.ctx.attempts.reset(&self.object.key());
+        self.ctx.fairness.forget(&self.object.key());
         Ok(Action::await_change())
+    }
+
+    /// Records a Kubernetes Event on another object (`regarding`), about this one.
+    pub async fn event_on<R: kube::Resource<DynamicType = ()>>(
+        &self,
+        regarding: &R,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Hold".to_string(),
+            secondary: Some(self.object.object_ref(&())),
+        };
+        if let Err(err) = self
+            .ctx
+            .recorder
+            .publish(&event, &regarding.object_ref(&()))
+            .await
+        {
+            warn!(object = %self.object.key(), error = %err, "cannot record an Event");
+        }
     }
 
     /// Records a Kubernetes Event on the object. A failure to record is logged, never fatal.

@@ -155,6 +155,10 @@ pub async fn run_kind<K, F, Fut>(
                     )) => {
                         debug!(kind = %kind, object = %object.name, %reason, "deletion held")
                     }
+                    // Usually an object whose deletion just finished: gone is not an error.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                        debug!(kind = %kind, object = %object.name, "reconcile of an object that is gone")
+                    }
                     Err(err) => warn!(kind = %kind, error = %err, "reconcile failed"),
                 }
                 futures::future::ready(())

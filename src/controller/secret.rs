@@ -20,6 +20,9 @@ pub const CACERT_KEY: &str = "cacert";
 /// Set on a credentials Secret while objects that use it may still need to delete their cloud
 /// resources, so that `kubectl delete -f dir/` cannot strand them.
 pub const SECRET_FINALIZER: &str = "cloudvol.dev/credentials-in-use";
+/// The label a guarded Secret carries too, so that the Secrets an object may have guarded
+/// before its spec changed can be found.
+pub const IN_USE_LABEL: &str = "cloudvol.dev/credentials-in-use";
 
 /// Why the cloud cannot be reached with an object's credentials: a Stalled health naming the
 /// Secret and the key (or the cloud's refusal of them), or an API error to retry.
@@ -102,7 +105,28 @@ pub async fn guard(client: &Client, secret: &Secret) -> Result<(), Error> {
         Api::namespaced(client.clone(), &secret.namespace().unwrap_or_default());
     let mut finalizers = secret.finalizers().to_vec();
     finalizers.push(SECRET_FINALIZER.to_string());
-    set_finalizers(&secrets, secret, finalizers).await
+    set_finalizers(&secrets, secret, finalizers, Some("true")).await
+}
+
+/// After `object`'s spec changed (another Secret, or `deletionPolicy: Orphan`): releases the
+/// guarded Secrets of its namespace that nothing needs any more, so that a Secret is let go
+/// when the last object stops referencing it, not only when one is deleted.
+pub async fn sweep<K: CloudKind>(client: &Client, object: &K) -> Result<(), Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let guarded = secrets
+        .list_metadata(&ListParams::default().labels(IN_USE_LABEL))
+        .await?;
+    let still_needed = object
+        .needs_cloud_to_delete()
+        .then(|| object.common().credentials.secret_name.as_str());
+    for secret in guarded.items {
+        let name = secret.name_any();
+        if Some(name.as_str()) != still_needed {
+            release_if_unused(client, &namespace, &name, "").await?;
+        }
+    }
+    Ok(())
 }
 
 /// Takes the credentials finalizer off the Secret when no object other than `done_uid` still
@@ -131,7 +155,7 @@ pub async fn release_if_unused(
         .filter(|f| *f != SECRET_FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(&secrets, &secret, finalizers).await
+    set_finalizers(&secrets, &secret, finalizers, None).await
 }
 
 /// Objects in `namespace`, other than `done_uid`, that reference `secret_name` and may still
@@ -174,13 +198,15 @@ async fn set_finalizers(
     secrets: &Api<Secret>,
     secret: &Secret,
     finalizers: Vec<String>,
+    label: Option<&str>,
 ) -> Result<(), Error> {
     // The resourceVersion makes this a compare-and-swap: a concurrent change gets 409 and
-    // the reconcile retries with fresh data.
+    // the reconcile retries with fresh data. A null label removes it.
     let patch = json!({
         "metadata": {
             "resourceVersion": secret.resource_version(),
             "finalizers": finalizers,
+            "labels": {IN_USE_LABEL: label},
         }
     });
     secrets
@@ -191,4 +217,53 @@ async fn set_finalizers(
         )
         .await?;
     Ok(())
+}
+
+/// What to do about a credentials problem with this reason, if it is one.
+fn advice(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "InvalidCredentials" => {
+            "the identity service refused them: fix the user, the password (on NHN Cloud, the API \
+             password) or the project; cloudvol tries the same credentials again with backoff, and \
+             changed ones at once"
+        }
+        "AuthenticationFailed" => {
+            "the service refused a fresh token: check the user's roles in the project"
+        }
+        "EndpointNotFound" => {
+            "check region_name and interface against the cloud's service catalog (cloudvol cloud \
+             check prints it)"
+        }
+        "Unsupported" => "use credentials of a cloud that offers this",
+        "TLSFailure" => {
+            "put the CA that signed the endpoint's certificate in the Secret's cacert key, or fix \
+             the URL's host or scheme"
+        }
+        "HostNotFound" => "fix the host name in auth_url or in the endpoint override",
+        _ => return None,
+    })
+}
+
+/// `health`, with the Secret, its key and its cloud named when it is about credentials, and
+/// what to do. Messages that name the Secret already are left as they are.
+pub fn explain(health: Health, namespace: &str, reference: &CloudCredentialsRef) -> Health {
+    let Some(advice) = advice(health.reason()) else {
+        return health;
+    };
+    if health.message().contains("Secret ") {
+        return health;
+    }
+    let message = format!(
+        "{}. The credentials are in Secret {namespace}/{}, key {CLOUDS_YAML_KEY}, cloud {:?}: \
+         {advice}",
+        health.message(),
+        reference.secret_name,
+        reference.cloud_name
+    );
+    health.with_message(message)
+}
+
+/// Reasons that say the credentials cannot be used at all.
+pub fn is_credentials_problem(reason: &str) -> bool {
+    advice(reason).is_some() || matches!(reason, "SecretNotFound" | "InvalidCloudConfig")
 }

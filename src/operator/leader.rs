@@ -1,6 +1,8 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, so that a rolling update never
 //! runs two writers. The leader renews the Lease; a replica takes it over only once it has
-//! expired; a leader that cannot renew in time stops.
+//! expired; a leader that cannot renew within the renew deadline — shorter than the Lease, so
+//! that it stops before anyone else may start — stops writing at once (the `leading` channel
+//! the cloud layer's write fence follows) and then stops.
 
 use std::time::Duration;
 
@@ -20,6 +22,13 @@ pub struct LeaderElection {
     pub lease_duration: Duration,
     /// How often the leader renews, and a follower retries.
     pub retry_period: Duration,
+    /// How long the leader goes on without a successful renewal before it gives up: shorter
+    /// than `lease_duration`, so a deposed leader has stopped writing before the Lease expires
+    /// for the others. Every renewal call is cut at this deadline too, so a hung call cannot
+    /// keep a leader writing.
+    pub renew_deadline: Duration,
+    /// `true` while this replica holds the Lease: what the cloud layer's write fence reads.
+    leading: tokio::sync::watch::Sender<bool>,
 }
 
 impl LeaderElection {
@@ -30,7 +39,14 @@ impl LeaderElection {
             identity: identity.to_string(),
             lease_duration: Duration::from_secs(15),
             retry_period: Duration::from_secs(2),
+            renew_deadline: Duration::from_secs(10),
+            leading: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// A receiver that holds `true` while this replica leads.
+    pub fn leading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.leading.subscribe()
     }
 
     /// Waits until this replica holds the Lease.
@@ -40,6 +56,7 @@ impl LeaderElection {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     info!(lease = %self.name, identity = %self.identity, "became the leader");
+                    self.leading.send_replace(true);
                     return;
                 }
                 Ok(false) if !logged => {
@@ -54,29 +71,34 @@ impl LeaderElection {
     }
 
     /// Renews the Lease for as long as possible; returns when leadership is lost (another
-    /// replica took it, or renewal failed for a whole lease duration).
+    /// replica took it, or no renewal succeeded within the renew deadline). Writes stop the
+    /// moment it is lost: `leading` turns `false` before this returns.
     pub async fn keep(&self) {
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            let left = self.renew_deadline.saturating_sub(last_renewal.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
+                Ok(Ok(false)) => {
                     warn!(lease = %self.name, "another replica took the Lease");
-                    return;
+                    break;
                 }
-                Err(err) => {
-                    warn!(lease = %self.name, error = %err, "cannot renew the Lease");
-                    if last_renewal.elapsed() >= self.lease_duration {
-                        return;
-                    }
-                }
+                Ok(Err(err)) => warn!(lease = %self.name, error = %err, "cannot renew the Lease"),
+                Err(_) => warn!(lease = %self.name, "renewing the Lease did not answer in time"),
+            }
+            if last_renewal.elapsed() >= self.renew_deadline {
+                warn!(lease = %self.name, deadline = ?self.renew_deadline, "no renewal within the renew deadline");
+                break;
             }
         }
+        self.leading.send_replace(false);
     }
 
     /// Gives the Lease up so that the next replica need not wait for it to expire.
     pub async fn release(&self) {
+        // Stop writing first, then let go.
+        self.leading.send_replace(false);
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
             return;
         };

@@ -194,6 +194,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         None
     };
     if let Some(election) = &election {
+        // No cloud write before this replica leads, and none after it stops leading.
+        connector.http().set_write_fence_watch(election.leading());
         tokio::select! {
             _ = election.acquire() => {}
             _ = terminate() => return Ok(()),

@@ -98,7 +98,11 @@ impl OpenStack {
 
     /// Every volume of the owner project (`/volumes/detail`, every page).
     async fn owner_volumes(&self) -> Vec<Value> {
-        let p = self.owner_project();
+        self.volumes_of(self.owner_project()).await
+    }
+
+    /// Every volume of `p` (`/volumes/detail`, every page).
+    async fn volumes_of(&self, p: &OsProject) -> Vec<Value> {
         let mut url = self.env.volumes_url(p, "/volumes/detail?limit=1000");
         let mut all = Vec::new();
         loop {
@@ -130,6 +134,16 @@ impl OpenStack {
                 None => return all,
             }
         }
+    }
+
+    /// The member's volumes named with `prefix` (volumes made from images shared with it).
+    async fn member_named(&self, prefix: &str) -> Vec<Value> {
+        let named = |v: &Value| v["name"].as_str().is_some_and(|n| n.starts_with(prefix));
+        self.volumes_of(self.member_project())
+            .await
+            .into_iter()
+            .filter(named)
+            .collect()
     }
 
     /// The owner's volumes and images named with `prefix`.
@@ -206,6 +220,59 @@ impl RemoteCloud for OpenStack {
         })
     }
 
+    fn member_volume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenVolume>> {
+        Box::pin(async move {
+            let p = self.member_project();
+            let url = self.env.volumes_url(p, &format!("/volumes/{id}"));
+            let body = self.get(p, &url).await?;
+            Some(SeenVolume::from_json(&body["volume"]))
+        })
+    }
+
+    fn ensure_volume_type<'a>(&'a self, name: &'a str, extra_specs: Value) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let admin_user = self.env.vars.get("CLOUDVOL_OS_ADMIN_USER").cloned();
+            let admin_password = self.env.vars.get("CLOUDVOL_OS_ADMIN_PASSWORD").cloned();
+            let admin_project = self.env.vars.get("CLOUDVOL_OS_ADMIN_PROJECT_ID").cloned();
+            let (Some(user), Some(password), Some(project_id)) =
+                (admin_user, admin_password, admin_project)
+            else {
+                panic!(
+                    "hack/openstack.sh exported no admin credentials: {:?}",
+                    self.env.vars.keys()
+                );
+            };
+            let token = self.env.token(&self.http, &user, &password, "admin").await;
+            let url = format!(
+                "{}/v3/{project_id}/types",
+                self.env.cinder_url.trim_end_matches('/')
+            );
+            let (status, body) = call(&self.http, Method::GET, &url, Some(&token), None, &[]).await;
+            assert_eq!(status, 200, "GET {url}: {body}");
+            let exists = body["volume_types"]
+                .as_array()
+                .is_some_and(|types| types.iter().any(|t| t["name"] == name));
+            if exists {
+                return;
+            }
+            let create = json!({"volume_type": {"name": name, "extra_specs": extra_specs}});
+            let (status, body) = call(
+                &self.http,
+                Method::POST,
+                &url,
+                Some(&token),
+                Some(&create),
+                &[],
+            )
+            .await;
+            // 409: a parallel test made it first.
+            assert!(
+                status == 200 || status == 409,
+                "POST {url}: {status} {body}"
+            );
+        })
+    }
+
     fn image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenImage>> {
         Box::pin(async move {
             let url = self.env.images_url(&format!("/images/{id}"));
@@ -253,6 +320,12 @@ impl RemoteCloud for OpenStack {
                 .map(|v| format!("volume {} {} {}", v["id"], v["name"], v["status"]))
                 .collect();
             left.extend(
+                self.member_named(prefix)
+                    .await
+                    .iter()
+                    .map(|v| format!("member volume {} {} {}", v["id"], v["name"], v["status"])),
+            );
+            left.extend(
                 images
                     .iter()
                     .map(|i| format!("image {} {} {}", i["id"], i["name"], i["status"])),
@@ -267,7 +340,15 @@ impl RemoteCloud for OpenStack {
             let start = tokio::time::Instant::now();
             loop {
                 let (volumes, images) = self.named(prefix).await;
-                if volumes.is_empty() && images.is_empty() {
+                let member_volumes = self.member_named(prefix).await;
+                for volume in &member_volumes {
+                    let id = volume["id"].as_str().unwrap_or_default();
+                    let m = self.member_project();
+                    let url = self.env.volumes_url(m, &format!("/volumes/{id}"));
+                    let (status, _) = self.call_as(m, Method::DELETE, &url, None, &[]).await;
+                    eprintln!("sweep: DELETE member volume {id}: {status}");
+                }
+                if volumes.is_empty() && images.is_empty() && member_volumes.is_empty() {
                     eprintln!("sweep: nothing named {prefix}* is left in the OpenStack");
                     return;
                 }

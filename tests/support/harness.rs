@@ -484,6 +484,44 @@ impl Harness {
             .collect()
     }
 
+    /// The request count of one route (`"POST /block-storage/v2/{tenant}/volumes"`).
+    pub async fn request_count(&self, route: &str) -> u64 {
+        self.request_counts()
+            .await
+            .get(route)
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+
+    /// Adds a fault rule (`POST /_admin/faults`).
+    pub async fn add_fault(&self, rule: Value) {
+        self.admin_post("faults", rule).await;
+    }
+
+    /// The fault rules not used up yet.
+    pub async fn faults_left(&self) -> Vec<Value> {
+        self.admin_get("faults").await["faults"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every image in the emulator (all tenants), members included.
+    pub async fn cloud_images(&self) -> Vec<Value> {
+        self.emulator_images().await
+    }
+
+    /// The owner adds `tenant` as a member of its image straight in the cloud (not through an
+    /// ImageShare), as someone else would have.
+    pub async fn add_cloud_member(&self, image_id: &str, tenant: &str) {
+        cloud_connector()
+            .image(&self.credentials(&self.owner().cloud))
+            .expect("an image client")
+            .add_member(image_id, tenant)
+            .await
+            .unwrap_or_else(|err| panic!("the cloud refused member {tenant} on {image_id}: {err}"));
+    }
+
     pub fn name_of<K: ResourceExt>(object: &K) -> String {
         object.name_any()
     }
@@ -589,6 +627,26 @@ impl Harness {
         }
     }
 
+    /// The member tenant's volume as the cloud reports it now (`None`: it does not exist).
+    pub async fn read_member_volume(&self, id: &str) -> Option<SeenVolume> {
+        match &self.backend {
+            // The admin API lists every tenant's volumes.
+            Backend::Emulator => self
+                .cloud_volume(id)
+                .await
+                .map(|v| SeenVolume::from_json(&v)),
+            Backend::Remote(remote) => remote.member_volume(id).await,
+        }
+    }
+
+    /// Makes sure the cloud has a volume type `name` (a real cloud's types are resources its
+    /// admin creates, with `extra_specs`; the emulator takes any name).
+    pub async fn ensure_volume_type(&self, name: &str, extra_specs: Value) {
+        if let Backend::Remote(remote) = &self.backend {
+            remote.ensure_volume_type(name, extra_specs).await;
+        }
+    }
+
     /// The owner's image as the cloud reports it now (`None`: it does not exist).
     pub async fn read_image(&self, id: &str) -> Option<SeenImage> {
         match &self.backend {
@@ -655,6 +713,22 @@ impl Harness {
         })
         .await;
         id
+    }
+
+    /// Deletes the owner's image straight in the cloud (not through a VolumeImage), as someone
+    /// else would, and waits until it is gone.
+    pub async fn delete_cloud_image(&self, id: &str) {
+        let images = cloud_connector()
+            .image(&self.credentials(&self.owner().cloud))
+            .expect("an image client");
+        match images.delete_image(id).await {
+            Ok(()) | Err(CloudError::NotFound { .. }) => {}
+            Err(err) => panic!("the cloud refused to delete image {id}: {err}"),
+        }
+        self.wait_cloud(&format!("image {id} gone"), || async {
+            self.read_image(id).await.is_none().then_some(())
+        })
+        .await;
     }
 
     /// Deletes the owner's volume straight in the cloud and waits until it is gone.
@@ -810,15 +884,21 @@ pub trait RemoteCloud: Send + Sync {
     /// Detaches every server from the owner's volume.
     fn detach<'a>(&'a self, volume_id: &'a str) -> BoxFuture<'a, ()>;
     fn volume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenVolume>>;
+    /// The member tenant's volume.
+    fn member_volume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenVolume>>;
+    /// Creates the volume type `name` with `extra_specs` (as the cloud's admin) unless it
+    /// exists.
+    fn ensure_volume_type<'a>(&'a self, name: &'a str, extra_specs: Value) -> BoxFuture<'a, ()>;
     fn image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Option<SeenImage>>;
     /// The image's members as (tenant, status).
     fn members<'a>(&'a self, image_id: &'a str) -> BoxFuture<'a, Vec<(String, String)>>;
     /// The IDs of the images the member tenant lists.
     fn member_image_ids(&self) -> BoxFuture<'_, Vec<String>>;
-    /// The owner's volumes and images whose names start with `prefix`.
+    /// The owner's volumes and images, and the member's volumes, whose names start with
+    /// `prefix`.
     fn leftovers<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Vec<String>>;
-    /// Best effort: deletes the owner's volumes and images whose names start with `prefix`
-    /// (detaching and unprotecting as needed).
+    /// Best effort: deletes the owner's volumes and images, and the member's volumes, whose
+    /// names start with `prefix` (detaching and unprotecting as needed).
     fn sweep<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, ()>;
 }
 
@@ -832,6 +912,9 @@ pub struct SeenVolume {
     pub size: u64,
     /// The servers of its attachments.
     pub servers: Vec<String>,
+    pub volume_type: Option<String>,
+    /// The image it was made from (`volume_image_metadata.image_id`), once made.
+    pub source_image_id: Option<String>,
 }
 
 impl SeenVolume {
@@ -849,6 +932,10 @@ impl SeenVolume {
                         .collect()
                 })
                 .unwrap_or_default(),
+            volume_type: v["volume_type"].as_str().map(str::to_string),
+            source_image_id: v["volume_image_metadata"]["image_id"]
+                .as_str()
+                .map(str::to_string),
         }
     }
 }
@@ -956,9 +1043,19 @@ pub fn condition_matches(object: &Value, type_: &str, status: &str, reason: Opti
 
 /// A Volume manifest using the test Secret's `cloud`.
 pub fn volume_manifest(name: &str, cloud: &str, spec: Value) -> Value {
+    manifest("Volume", name, cloud, spec)
+}
+
+/// A VolumeImage manifest using the test Secret's cloud `cloud`, with extra spec fields.
+pub fn image_manifest(name: &str, cloud: &str, spec: Value) -> Value {
+    manifest("VolumeImage", name, cloud, spec)
+}
+
+/// A manifest of `kind` using the test Secret's cloud `cloud`, with extra spec fields.
+pub fn manifest(kind: &str, name: &str, cloud: &str, spec: Value) -> Value {
     let mut full = json!({
         "apiVersion": "cloudvol.dev/v1alpha1",
-        "kind": "Volume",
+        "kind": kind,
         "metadata": {"name": name},
         "spec": {"cloudCredentialsRef": {"secretName": SECRET, "cloudName": cloud}},
     });
@@ -966,4 +1063,9 @@ pub fn volume_manifest(name: &str, cloud: &str, spec: Value) -> Value {
         target.extend(extra.clone());
     }
     full
+}
+
+/// An ImageShare manifest with the demo tenant's credentials.
+pub fn share_manifest(name: &str, spec: Value) -> Value {
+    manifest("ImageShare", name, "demo", spec)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use kube::ResourceExt;
 use serde_json::Value;
 
 use crate::api::{ImageVisibility, Volume as VolumeObject, VolumeImageResource};
@@ -11,7 +12,7 @@ use crate::cloud::model::{Image, ImageStatus, PatchOp, UploadToImage, VolumeStat
 use crate::controller::conditions::{Health, State};
 use crate::controller::reasons::Reason;
 use crate::controller::states::{StatusClass, image_class, image_reason, volume_class};
-use crate::controller::{cloud_error_health, paused, ready_at_generation};
+use crate::controller::{CloudKind, cloud_error_health, paused, ready_at_generation};
 
 /// The tag that marks an image as made for one Kubernetes object (its UID), so that an upload
 /// is never repeated for the same object (docs/design.md §5). Glance tags are free strings; this one
@@ -145,6 +146,67 @@ pub fn upload_name(name: &str, attempt: &str) -> String {
     format!("{}{suffix}", &name[..keep])
 }
 
+/// An unmanaged object, or one whose import found nothing, has no image to make.
+pub fn nothing_to_observe() -> Health {
+    Health::stalled(Reason::ImportNotFound, "no image to observe")
+}
+
+/// `spec.resource` names no source volume (the API server refuses it).
+pub fn no_source_volume() -> Health {
+    Health::stalled(
+        Reason::InvalidSpec,
+        "spec.resource needs volumeRef or volumeID",
+    )
+}
+
+/// The `volumeRef` Volume could not be read from the API: wait and look again.
+pub fn source_unreadable(name: &str, error: &str) -> Health {
+    Health::reconciling(
+        Reason::WaitingForVolume,
+        format!("cannot read Volume {name}: {error}"),
+    )
+}
+
+/// The source volume is not in the cloud.
+pub fn source_volume_missing(volume_id: &str) -> Health {
+    Health::stalled(
+        Reason::SourceVolumeNotFound,
+        format!("the source volume {volume_id} does not exist in the cloud"),
+    )
+}
+
+/// While cloudvol asks the cloud to make image `name` from `volume_id`.
+pub fn upload_asked(name: &str, volume_id: &str) -> Health {
+    Health::reconciling(
+        Reason::Uploading,
+        format!("cloudvol is asking the cloud to make image {name:?} from volume {volume_id}"),
+    )
+}
+
+/// The cloud accepted the upload, making `image_id` from `volume_id`.
+pub fn uploading(image_id: &str, volume_id: &str) -> Health {
+    Health::reconciling(
+        Reason::Uploading,
+        format!("the cloud is making image {image_id} from volume {volume_id}"),
+    )
+}
+
+/// The cloud refused the upload (HTTP 400), with its words.
+pub fn upload_refused(volume_id: &str, message: &str) -> Health {
+    Health::stalled(
+        Reason::UploadRefused,
+        format!("the cloud refused to make the image from volume {volume_id}: {message}"),
+    )
+}
+
+/// The deletion lifted the protection of `image_id`, as the spec says: it deletes next.
+pub fn unprotected(image_id: &str) -> Health {
+    Health::reconciling(
+        Reason::Unprotecting,
+        format!("spec.resource.protected is false: unprotected image {image_id} to delete it"),
+    )
+}
+
 /// The one cloud write a reconcile makes next on an existing image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
@@ -235,6 +297,35 @@ pub fn decide(wanted: &Wanted<'_>, image: &Image) -> Decision {
     }
 }
 
+/// Whether `write` would make the image private, which no ImageShare of it may see happen: the
+/// ImageShare would share it again, and the two would flip it for ever. One owner for the
+/// visibility: the VolumeImage stalls, naming the ImageShares (`shares`, those not done).
+pub fn visibility_conflict(
+    write: &Write,
+    image_id: &str,
+    shares: &[(String, bool)],
+) -> Option<Health> {
+    let Write::Patch(ops) = write else {
+        return None;
+    };
+    let unshares = ops.iter().any(|op| {
+        matches!(op, PatchOp::Replace { path, value } if path == "/visibility" && value == "private")
+    });
+    if !unshares || shares.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = shares.iter().map(|(n, _)| n.as_str()).collect();
+    Some(Health::stalled(
+        Reason::VisibilityConflict,
+        format!(
+            "spec.resource.visibility is private, but ImageShare {} shares image {image_id}; one \
+             object owns an image's visibility, so cloudvol does not make it private: remove \
+             visibility from this spec (or set it to shared), or delete the ImageShare",
+            names.join(", ")
+        ),
+    ))
+}
+
 /// The health of a change the cloud refused. NHN refuses every change to a protected image:
 /// say what works instead.
 pub fn update_refused(image: &Image, err: &CloudError) -> Health {
@@ -263,6 +354,8 @@ fn fields(ops: &[PatchOp]) -> String {
                 "/visibility" => "visibility",
                 "/tags" => "tags",
                 "/protected" => "protection",
+                "/min_disk" => "minDisk",
+                "/min_ram" => "minRam",
                 _ => "properties",
             },
         })
@@ -270,7 +363,8 @@ fn fields(ops: &[PatchOp]) -> String {
     names.into_iter().collect::<Vec<_>>().join(", ")
 }
 
-/// The JSON-patch that brings name, visibility, tags and properties to the spec. Tags: an
+/// The JSON-patch that brings name, visibility, tags, `min_disk`, `min_ram` and properties to
+/// the spec. Tags: an
 /// image cloudvol made carries exactly the spec's tags and its mark; an adopted image keeps
 /// tags it already had. Properties: the spec's are set; others (the cloud's own, such as
 /// `os_type`) are kept.
@@ -304,6 +398,17 @@ fn patch_ops(resource: &VolumeImageResource, mark: Option<&str>, image: &Image) 
             tags.into_iter().collect::<Vec<_>>(),
         ));
     }
+    // Glance's own attributes, set like any other field: after the upload, by the patch.
+    if let Some(min_disk) = resource.min_disk.filter(|m| *m >= 0)
+        && image.min_disk != min_disk as u64
+    {
+        ops.push(PatchOp::replace("min_disk", min_disk));
+    }
+    if let Some(min_ram) = resource.min_ram.filter(|m| *m >= 0)
+        && image.min_ram != min_ram as u64
+    {
+        ops.push(PatchOp::replace("min_ram", min_ram));
+    }
     for (key, value) in &resource.properties {
         match image.properties.get(key) {
             Some(Value::String(v)) if v == value => {}
@@ -325,18 +430,83 @@ pub enum DeleteStep {
     Blocked(Health),
 }
 
-/// The deletion rules (docs/design.md §4): never delete a protected image; once the spec sets
-/// `protected: false`, apply it, then delete. `shares` names the ImageShares that still share
-/// the image, with whether each is itself being deleted.
+/// The Volumes among `volumes` that are still being made from this VolumeImage's image: they
+/// name it (`image.ref` to `image_name`, or `image.id`, or the `status.sourceImageID` they
+/// recorded, which is what counts once recorded) and their volume is `creating` or
+/// `downloading`, or their create request is in flight (the image recorded, no volume seen
+/// yet). A volume that is made no longer needs the image.
+pub fn volumes_in_creation(
+    image_name: &str,
+    image_id: Option<&str>,
+    volumes: &[VolumeObject],
+) -> Vec<String> {
+    let mut names: Vec<String> = volumes
+        .iter()
+        .filter(|volume| {
+            let status = volume.status.as_ref();
+            let recorded = status.and_then(|s| s.source_image_id.as_deref());
+            let source = volume.spec.resource.as_ref().and_then(|r| r.image.as_ref());
+            let names_it = match recorded {
+                Some(recorded) => Some(recorded) == image_id,
+                None => source.is_some_and(|source| {
+                    source
+                        .reference
+                        .as_ref()
+                        .is_some_and(|r| r.name == image_name)
+                        || (image_id.is_some() && source.id.as_deref() == image_id)
+                }),
+            };
+            let observed = status.and_then(|s| s.resource.as_ref());
+            let in_creation = match observed {
+                Some(observed) => ["creating", "downloading"].contains(&observed.status.as_str()),
+                None => recorded.is_some(),
+            };
+            names_it && in_creation && !volume.done_with_cloud()
+        })
+        .map(|volume| volume.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The deletion rules (docs/design.md §4): while Volumes are still being made from the image
+/// (`in_creation`, from [`volumes_in_creation`]), wait for them; never delete a protected
+/// image; once the spec sets `protected: false`, apply it, then delete. `shares` names the
+/// ImageShares that still share the image, with whether each is itself being deleted.
 pub fn decide_delete(
     image: Option<&Image>,
     spec_protected: Option<bool>,
+    in_creation: &[String],
     shares: &[(String, bool)],
     is_paused: bool,
 ) -> DeleteStep {
     let Some(image) = image else {
         return DeleteStep::Done;
     };
+    // First, because it passes by itself: the cloud is copying the image into these volumes,
+    // and deleting it under them would fail them. Once made, they no longer need it, and the
+    // image's own rules below apply.
+    if !in_creation.is_empty() {
+        let (noun, verb) = if in_creation.len() == 1 {
+            ("Volume", "is")
+        } else {
+            ("Volumes", "are")
+        };
+        return DeleteStep::Wait(Health::reconciling(
+            Reason::ImageInUse,
+            format!(
+                "{noun} {} {verb} still being made from image {}; the image's deletion goes on \
+                 once {}",
+                in_creation.join(", "),
+                image.id,
+                if in_creation.len() == 1 {
+                    "it is made"
+                } else {
+                    "they are made"
+                }
+            ),
+        ));
+    }
     if !shares.is_empty() {
         let names: Vec<&str> = shares.iter().map(|(n, _)| n.as_str()).collect();
         let all_leaving = shares.iter().all(|(_, deleting)| *deleting);
@@ -608,6 +778,148 @@ mod tests {
     }
 
     #[test]
+    fn min_disk_and_min_ram_are_patched_after_the_upload_like_other_fields() {
+        let mut r = resource();
+        r.min_disk = Some(3);
+        r.min_ram = Some(512);
+        let mark = uid_tag("u1");
+        let img = image("active");
+        let d = decide(&wanted(&r, Some(&mark)), &img);
+        assert_eq!(
+            d.write,
+            Some(Write::Patch(vec![
+                PatchOp::replace("min_disk", 3),
+                PatchOp::replace("min_ram", 512),
+            ]))
+        );
+        assert!(
+            d.health.message().contains("minDisk, minRam"),
+            "{}",
+            d.health.message()
+        );
+        // Not before the image is active: the cloud is still making it.
+        assert_eq!(
+            decide(&wanted(&r, Some(&mark)), &image("saving")).write,
+            None
+        );
+        let mut done = img.clone();
+        done.min_disk = 3;
+        done.min_ram = 512;
+        assert!(decide(&wanted(&r, Some(&mark)), &done).health.is_ready());
+        // Unset leaves the cloud's value alone.
+        assert_eq!(decide(&wanted(&resource(), Some(&mark)), &done).write, None);
+        // NHN: a protected image is unprotected around the change, as for every field.
+        r.protected = Some(true);
+        let mut protected = img.clone();
+        protected.protected = true;
+        assert_eq!(
+            decide(&wanted(&r, Some(&mark)), &protected).write,
+            Some(Write::Unprotect)
+        );
+    }
+
+    fn volume_object(
+        name: &str,
+        spec: serde_json::Value,
+        status: serde_json::Value,
+    ) -> VolumeObject {
+        let mut volume = VolumeObject::new(
+            name,
+            serde_json::from_value(serde_json::json!({
+                "cloudCredentialsRef": {"secretName": "s", "cloudName": "c"},
+                "resource": spec,
+            }))
+            .expect("a spec"),
+        );
+        volume.status = serde_json::from_value(status).expect("a status");
+        volume
+    }
+
+    #[test]
+    fn volumes_still_being_made_from_the_image_are_found_by_ref_id_or_record() {
+        let by_ref = serde_json::json!({"size": 1, "image": {"ref": {"name": "golden"}}});
+        let by_id = serde_json::json!({"size": 1, "image": {"id": "img-1"}});
+        let other = serde_json::json!({"size": 1, "image": {"id": "img-9"}});
+        let blank = serde_json::json!({"size": 1});
+        let seen = |status: &str| serde_json::json!({"id": "vol", "sourceImageID": "img-1", "resource": {"status": status}});
+        let volumes = vec![
+            volume_object("downloading", by_ref.clone(), seen("downloading")),
+            volume_object("creating", by_id.clone(), seen("creating")),
+            volume_object("made", by_ref.clone(), seen("available")),
+            volume_object(
+                "asked",
+                by_id.clone(),
+                serde_json::json!({"sourceImageID": "img-1"}),
+            ),
+            volume_object("waiting", by_ref.clone(), serde_json::json!(null)),
+            volume_object(
+                "other-image",
+                other,
+                serde_json::json!({"sourceImageID": "img-9", "resource": {"status": "downloading"}}),
+            ),
+            volume_object(
+                // Made from an earlier image of the same VolumeImage: the record counts.
+                "earlier-image",
+                by_ref,
+                serde_json::json!({"sourceImageID": "img-0", "resource": {"status": "downloading"}}),
+            ),
+            volume_object(
+                "blank",
+                blank,
+                serde_json::json!({"resource": {"status": "creating"}}),
+            ),
+        ];
+        assert_eq!(
+            volumes_in_creation("golden", Some("img-1"), &volumes),
+            vec!["asked", "creating", "downloading"]
+        );
+    }
+
+    #[test]
+    fn deleting_an_image_waits_for_the_volumes_being_made_from_it_first() {
+        let mut img = image("active");
+        img.protected = true;
+        let shares = vec![("share-a".to_string(), false)];
+        let downloading = vec!["data".to_string()];
+        let DeleteStep::Wait(health) =
+            decide_delete(Some(&img), Some(true), &downloading, &shares, false)
+        else {
+            panic!("waits for the download");
+        };
+        assert_eq!(health.reason(), "ImageInUse");
+        assert!(health.is_reconciling());
+        assert!(
+            health
+                .message()
+                .contains("Volume data is still being made from image img-1"),
+            "{}",
+            health.message()
+        );
+        let two = vec!["a".to_string(), "b".to_string()];
+        let DeleteStep::Wait(health) = decide_delete(Some(&img), None, &two, &[], true) else {
+            panic!("waits, paused or not: nothing is written");
+        };
+        assert!(
+            health.message().contains("Volumes a, b are"),
+            "{}",
+            health.message()
+        );
+        // Once made, the image's own rules apply.
+        assert!(matches!(
+            decide_delete(Some(&img), Some(true), &[], &shares, false),
+            DeleteStep::Blocked(h) if h.reason() == "ReferencedByImageShare"
+        ));
+        assert!(matches!(
+            decide_delete(Some(&img), Some(true), &[], &[], false),
+            DeleteStep::Blocked(h) if h.reason() == "ImageProtected"
+        ));
+        assert_eq!(
+            decide_delete(Some(&image("active")), None, &[], &[], false),
+            DeleteStep::Delete
+        );
+    }
+
+    #[test]
     fn source_volume_table() {
         let cases = [
             ("available", None),
@@ -635,6 +947,25 @@ mod tests {
         assert!(name.len() <= 255, "{}", name.len());
         assert!(name.ends_with("-cloudvol-1a2b3c4d5e6f"));
         assert_ne!(upload_name("golden", "a"), upload_name("golden", "b"));
+    }
+
+    #[test]
+    fn a_private_visibility_does_not_fight_an_imageshare() {
+        let private = Write::Patch(vec![
+            PatchOp::replace("name", "x"),
+            PatchOp::replace("visibility", "private"),
+        ]);
+        let shared = Write::Patch(vec![PatchOp::replace("visibility", "shared")]);
+        let shares = vec![("share-a".to_string(), false)];
+        let health = visibility_conflict(&private, "img-1", &shares).expect("a conflict");
+        assert_eq!(health.reason(), "VisibilityConflict");
+        assert!(health.message().contains("ImageShare share-a"));
+        assert_eq!(visibility_conflict(&private, "img-1", &[]), None);
+        assert_eq!(visibility_conflict(&shared, "img-1", &shares), None);
+        assert_eq!(
+            visibility_conflict(&Write::Protect(true), "img-1", &shares),
+            None
+        );
     }
 
     #[test]
@@ -710,7 +1041,7 @@ mod tests {
             (Some(image("active")), None, vec![], true, "Blocked:Paused"),
         ];
         for (img, spec_protected, shares, paused, want) in cases {
-            let got = match decide_delete(img.as_ref(), spec_protected, &shares, paused) {
+            let got = match decide_delete(img.as_ref(), spec_protected, &[], &shares, paused) {
                 DeleteStep::Done => "Done".to_string(),
                 DeleteStep::Delete => "Delete".to_string(),
                 DeleteStep::Unprotect => "Unprotect".to_string(),

@@ -29,8 +29,10 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Wanted, Write, decide, decide_delete, source_from_ref, uid_tag, upload_name,
-    upload_request,
+    DeleteStep, Wanted, Write, decide, decide_delete, no_source_volume, nothing_to_observe,
+    source_from_ref, source_unreadable, source_volume_missing, source_volume_wait, uid_tag,
+    unprotected, upload_asked, upload_name, upload_refused, upload_request, uploading,
+    visibility_conflict, volumes_in_creation,
 };
 
 impl CloudKind for VolumeImage {
@@ -39,10 +41,17 @@ impl CloudKind for VolumeImage {
     fn common(&self) -> Common<'_> {
         common_spec!(self, self.spec.import.as_ref())
     }
+
+    fn made_nothing(&self) -> Option<&'static str> {
+        let status = self.status.as_ref();
+        let nothing = status.is_none_or(|s| s.id.is_none() && s.upload_name.is_none());
+        nothing.then_some("no image was ever made or imported")
+    }
 }
 
 /// A VolumeImage is looked at again when its source Volume changes (it waits for it to be
-/// Ready) and when an ImageShare of its image changes (its deletion waits for them).
+/// Ready), when a Volume made from its image changes, and when an ImageShare of its image
+/// changes (its deletion waits for both).
 pub fn relations(
     controller: Controller<DeserializeGuard<VolumeImage>>,
     scope: &Scope,
@@ -57,6 +66,13 @@ pub fn relations(
                     return Vec::new();
                 };
                 let name = volume.name_any();
+                // The image the Volume is made from: its deletion waits for the volume.
+                let made_from = volume.spec.resource.as_ref().and_then(|r| r.image.as_ref());
+                let made_from_id = volume
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.source_image_id.clone())
+                    .or_else(|| made_from.and_then(|i| i.id.clone()));
                 store
                     .state()
                     .iter()
@@ -68,7 +84,13 @@ pub fn relations(
                             .resource
                             .as_ref()
                             .and_then(|r| r.volume_ref.as_ref());
-                        source.is_some_and(|s| s.name == name)
+                        let by_ref = made_from
+                            .and_then(|i| i.reference.as_ref())
+                            .is_some_and(|r| r.name == image.name_any());
+                        let by_id = made_from_id.is_some()
+                            && image.status.as_ref().and_then(|s| s.id.as_ref())
+                                == made_from_id.as_ref();
+                        source.is_some_and(|s| s.name == name) || by_ref || by_id
                     })
                     .map(|image| object_ref::<VolumeImage, _>(&image.name_any(), image))
                     .collect()
@@ -192,10 +214,10 @@ impl Finder for Images<'_> {
 }
 
 impl Reconcile for VolumeImage {
-    async fn apply(cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
-        let images = match cycle.images() {
+    async fn apply(mut cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+        let images = match cycle.images_here(NOUN).await {
             Ok(images) => images,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
         let object = cycle.object;
         let image = match cycle.locate(&Images::of(&cycle, &images), NOUN).await {
@@ -236,6 +258,14 @@ impl Reconcile for VolumeImage {
             let health = overdue(&cycle, &status, &image, decision.health);
             return cycle.close(status, &health, false).await;
         };
+        if let Write::Patch(_) = &write {
+            let shares = shares(&cycle).await?;
+            if let Some(health) = visibility_conflict(&write, &image.id, &shares) {
+                return cycle
+                    .close(status(&cycle, Some(&image)), &health, false)
+                    .await;
+            }
+        }
         let ops = match &write {
             Write::Unprotect => vec![PatchOp::replace("protected", false)],
             Write::Patch(ops) => ops.clone(),
@@ -265,10 +295,10 @@ impl Reconcile for VolumeImage {
         }
     }
 
-    async fn cleanup(cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
-        let images = match cycle.images() {
+    async fn cleanup(mut cycle: Cycle<'_, VolumeImage>) -> Result<Action, Error> {
+        let images = match cycle.images_here(NOUN).await {
             Ok(images) => images,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
         let object = cycle.object;
         let image = match cycle.existing(&Images::of(&cycle, &images), NOUN).await {
@@ -276,8 +306,15 @@ impl Reconcile for VolumeImage {
             Err(closed) => return closed,
         };
         let shares = shares(&cycle).await?;
+        let in_creation = in_creation(&cycle, image.as_ref()).await?;
         let spec_protected = object.spec.resource.as_ref().and_then(|r| r.protected);
-        let step = decide_delete(image.as_ref(), spec_protected, &shares, object.paused());
+        let step = decide_delete(
+            image.as_ref(),
+            spec_protected,
+            &in_creation,
+            &shares,
+            object.paused(),
+        );
         let Some(image) = image else {
             return cycle.finalize("the image is deleted").await;
         };
@@ -292,13 +329,7 @@ impl Reconcile for VolumeImage {
                     .update_image(&image.id, &[PatchOp::replace("protected", false)])
                     .await;
                 let health = match result {
-                    Ok(_) => Health::reconciling(
-                        Reason::Unprotecting,
-                        format!(
-                            "spec.resource.protected is false: unprotected image {} to delete it",
-                            image.id
-                        ),
-                    ),
+                    Ok(_) => unprotected(&image.id),
                     Err(err) => {
                         cloud_error_health("the cloud refused to unprotect the image", &err)
                     }
@@ -331,12 +362,7 @@ impl Reconcile for VolumeImage {
 async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
     let object = cycle.object;
     let Some(resource) = object.spec.resource.as_ref().filter(|_| object.managed()) else {
-        return cycle
-            .report(&Health::stalled(
-                Reason::ImportNotFound,
-                "no image to observe",
-            ))
-            .await;
+        return cycle.report(&nothing_to_observe()).await;
     };
     let volume_id = match source_volume_id(cycle).await {
         Ok(id) => id,
@@ -355,11 +381,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
     let volume = match storage.show_volume(&volume_id).await {
         Ok(volume) => volume,
         Err(CloudError::NotFound { .. }) => {
-            let health = Health::stalled(
-                Reason::SourceVolumeNotFound,
-                format!("the source volume {volume_id} does not exist in the cloud"),
-            );
-            return cycle.report(&health).await;
+            return cycle.report(&source_volume_missing(&volume_id)).await;
         }
         Err(err) => {
             let health = cloud_error_health("cannot read the source volume", &err);
@@ -379,13 +401,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
         Err(health) => return cycle.report(&health).await,
     };
     // Intent first: if the answer is lost, the next reconcile looks for what it made.
-    let intent = Health::reconciling(
-        Reason::Uploading,
-        format!(
-            "cloudvol is asking the cloud to make image {:?} from volume {volume_id}",
-            resource.name
-        ),
-    );
+    let intent = upload_asked(&resource.name, &volume_id);
     let mut recorded = cycle.report.recorded();
     recorded.source_volume_id = Some(volume_id.clone());
     recorded.upload_requested_at = Some(Timestamp::now().to_string());
@@ -394,13 +410,7 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
 
     match storage.upload_to_image(&volume_id, &request).await {
         Ok(uploaded) => {
-            let health = Health::reconciling(
-                Reason::Uploading,
-                format!(
-                    "the cloud is making image {} from volume {volume_id}",
-                    uploaded.image_id
-                ),
-            );
+            let health = uploading(&uploaded.image_id, &volume_id);
             cycle
                 .report
                 .event(
@@ -417,10 +427,13 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
             // Refused: the cloud made nothing, so there is nothing to look for.
             recorded.upload_requested_at = None;
             recorded.upload_name = None;
-            let health = Health::stalled(
-                Reason::UploadRefused,
-                format!("the cloud refused to make the image from volume {volume_id}: {message}"),
-            );
+            // The source volume may have turned busy between the look and the request (a grow
+            // that started meanwhile): then the refusal is a wait, not a person's problem.
+            let busy = match storage.show_volume(&volume_id).await {
+                Ok(now) => source_volume_wait(&volume_id, &now.status),
+                Err(_) => None,
+            };
+            let health = busy.unwrap_or_else(|| upload_refused(&volume_id, &message));
             cycle.close(recorded, &health, false).await
         }
         Err(err) => {
@@ -433,28 +446,36 @@ async fn upload(cycle: &Cycle<'_, VolumeImage>) -> Result<Action, Error> {
 /// The source volume's cloud id, or the health to report while there is none yet.
 async fn source_volume_id(cycle: &Cycle<'_, VolumeImage>) -> Result<String, Health> {
     let Some(resource) = &cycle.object.spec.resource else {
-        return Err(Health::stalled(
-            Reason::ImportNotFound,
-            "no image to observe",
-        ));
+        return Err(nothing_to_observe());
     };
     if let Some(id) = &resource.volume_id {
         return Ok(id.clone());
     }
     let Some(reference) = &resource.volume_ref else {
-        return Err(Health::stalled(
-            Reason::InvalidSpec,
-            "spec.resource needs volumeRef or volumeID",
-        ));
+        return Err(no_source_volume());
     };
     let volumes: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
     match volumes.get_opt(&reference.name).await {
         Ok(volume) => source_from_ref(&reference.name, volume.as_ref()),
-        Err(err) => Err(Health::reconciling(
-            Reason::WaitingForVolume,
-            format!("cannot read Volume {}: {err}", reference.name),
-        )),
+        Err(err) => Err(source_unreadable(&reference.name, &err.to_string())),
     }
+}
+
+/// Volumes in the namespace still being made from this image (see [`volumes_in_creation`]).
+async fn in_creation(
+    cycle: &Cycle<'_, VolumeImage>,
+    image: Option<&CloudImage>,
+) -> Result<Vec<String>, Error> {
+    let Some(image) = image else {
+        return Ok(Vec::new());
+    };
+    let api: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+    let volumes = api.list(&ListParams::default()).await?.items;
+    Ok(volumes_in_creation(
+        &cycle.object.name_any(),
+        Some(&image.id),
+        &volumes,
+    ))
 }
 
 /// ImageShares in the namespace that still share this image, with whether each is being
@@ -490,6 +511,9 @@ fn status(cycle: &Cycle<'_, VolumeImage>, image: Option<&CloudImage>) -> VolumeI
             .map(|r| (r.status.as_str(), r.status_since.as_deref()));
         let since = status_since(previous, image.status.as_str(), Timestamp::now());
         status.id = Some(image.id.clone());
+        if let Some(here) = &cycle.here {
+            status.cloud = Some(here.clone());
+        }
         status.resource = Some(ObservedImage {
             status_since: Some(since),
             ..observed(image)
@@ -530,6 +554,8 @@ fn observed(image: &CloudImage) -> ObservedImage {
         disk_format: image.disk_format.clone(),
         container_format: image.container_format.clone(),
         size: image.size.map(|s| s as i64),
+        min_disk: Some(image.min_disk as i64),
+        min_ram: Some(image.min_ram as i64),
         checksum: image.checksum.clone(),
         tags: image.tags.clone(),
         created_at: image.created_at.clone(),

@@ -77,6 +77,10 @@ impl BlockStorage for NotingStorage {
         self.inner.endpoint()
     }
 
+    fn project_id(&self) -> CloudFuture<'_, Option<String>> {
+        self.inner.project_id()
+    }
+
     fn list_volumes<'a>(&'a self, query: &'a VolumeQuery) -> CloudFuture<'a, Vec<VolumeSummary>> {
         self.inner.list_volumes(query)
     }

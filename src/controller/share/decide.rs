@@ -78,6 +78,9 @@ pub struct Decision {
 pub struct Wanted<'a> {
     /// `spec.members`.
     pub members: &'a [ShareMember],
+    /// Listed tenants another ImageShare of the same image owns, with that ImageShare's name
+    /// (see [`claims`]): this object neither adds nor removes them.
+    pub claimed: &'a [(String, String)],
     /// `managementPolicy: managed`; `unmanaged` observes only.
     pub managed: bool,
     /// The `cloudvol.dev/paused` annotation is set.
@@ -194,6 +197,24 @@ pub fn member_credentials_mismatch(tenant: &str, project: Option<&str>) -> Optio
     })
 }
 
+/// Neither or both of `imageRef` and `imageID` (the API server refuses it).
+pub fn no_image_given() -> Health {
+    Health::stalled(
+        Reason::InvalidSpec,
+        "give exactly one image: imageRef or imageID",
+    )
+}
+
+/// What this ImageShare did to image `old` is undone; it shares `new` now.
+pub fn moved(old: &str, new: &str) -> Health {
+    Health::reconciling(
+        Reason::AddingMember,
+        format!(
+            "the members this ImageShare added to image {old} are removed; sharing image {new}"
+        ),
+    )
+}
+
 // --- imageRef --------------------------------------------------------------------------------
 
 /// The image ID a `VolumeImage` offers, or the health to report while there is none.
@@ -238,8 +259,90 @@ pub fn image_from_ref(name: &str, volume_image: Option<&VolumeImage>) -> Result<
 
 // --- apply -----------------------------------------------------------------------------------
 
-/// Compares the spec with the image and its members and picks the next step.
+/// Compares the spec with the image and its members and picks the next step. Members another
+/// ImageShare owns are left to it; once everything else is done, that is `Stalled`,
+/// `MemberClaimed`, naming the owner.
 pub fn decide(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Decision {
+    let own: Vec<ShareMember> = wanted
+        .members
+        .iter()
+        .filter(|m| !wanted.claimed.iter().any(|(t, _)| *t == m.tenant_id))
+        .cloned()
+        .collect();
+    let decision = decide_own(
+        &Wanted {
+            members: &own,
+            ..*wanted
+        },
+        observed,
+    );
+    if decision.write.is_some() || !decision.health.is_ready() || wanted.claimed.is_empty() {
+        return decision;
+    }
+    let claims: Vec<String> = wanted
+        .claimed
+        .iter()
+        .map(|(tenant, owner)| format!("tenant {tenant} by ImageShare {owner}"))
+        .collect();
+    Decision {
+        write: None,
+        health: Health::stalled(
+            Reason::MemberClaimed,
+            format!(
+                "another ImageShare of image {} owns a member this one lists ({}); one member has \
+                 one owner, so this ImageShare neither adds nor removes it: remove it from \
+                 spec.members here, or from the other ImageShare",
+                observed.image.id,
+                claims.join(", ")
+            ),
+        ),
+    }
+}
+
+/// Which of this ImageShare's listed tenants another ImageShare of the same image owns: the one
+/// that recorded adding it, or, when both or neither did, the older one (by creation time, then
+/// name). `others` are the other ImageShares of the namespace.
+pub fn claims(
+    me: &ShareView<'_>,
+    image_id: &str,
+    others: &[ShareView<'_>],
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for member in me.listed {
+        let tenant = member.tenant_id.as_str();
+        let i_added = added_by_this_object(me.recorded, tenant);
+        let owner = others.iter().find(|other| {
+            other.name != me.name
+                && other.image_id == Some(image_id)
+                && other.listed.iter().any(|m| m.tenant_id == tenant)
+                && match (i_added, added_by_this_object(other.recorded, tenant)) {
+                    (true, false) => false,
+                    (false, true) => true,
+                    // Creation times are RFC 3339 in UTC: text order is time order.
+                    _ => (other.created, other.name) < (me.created, me.name),
+                }
+        });
+        if let Some(other) = owner {
+            out.push((tenant.to_string(), other.name.to_string()));
+        }
+    }
+    out
+}
+
+/// What [`claims`] reads of one ImageShare.
+pub struct ShareView<'a> {
+    pub name: &'a str,
+    /// `metadata.creationTimestamp`, RFC 3339.
+    pub created: Option<&'a str>,
+    /// `spec.members`.
+    pub listed: &'a [ShareMember],
+    /// `status.members`.
+    pub recorded: &'a [ObservedMember],
+    /// The image it shares (`status.id`, else `spec.imageID`).
+    pub image_id: Option<&'a str>,
+}
+
+fn decide_own(wanted: &Wanted<'_>, observed: &Observed<'_>) -> Decision {
     let image = observed.image;
     if let Some(health) = image_health(image) {
         return Decision {
@@ -682,6 +785,7 @@ mod tests {
     fn run(c: &Case) -> Decision {
         let wanted = Wanted {
             members: &c.spec,
+            claimed: &[],
             managed: c.managed,
             paused: c.paused,
         };
@@ -1244,6 +1348,88 @@ mod tests {
         assert_eq!(
             member_credentials_mismatch(A, Some(B)).map(|h| h.reason().to_string()),
             Some("MemberCredentialsMismatch".into())
+        );
+    }
+
+    #[test]
+    fn one_member_has_one_owner() {
+        let a = [listed(A, false)];
+        let ab = [listed(A, false), listed(B, false)];
+        let added_a = [ours(A)];
+        let view = |name: &'static str,
+                    created: &'static str,
+                    listed: &'static [ShareMember],
+                    recorded: &'static [ObservedMember]| ShareView {
+            name,
+            created: Some(created),
+            listed,
+            recorded,
+            image_id: Some("img-1"),
+        };
+        // Leaked to 'static for the table: tests only.
+        let leak =
+            |m: Vec<ShareMember>| -> &'static [ShareMember] { Box::leak(m.into_boxed_slice()) };
+        let leak_o = |m: Vec<ObservedMember>| -> &'static [ObservedMember] {
+            Box::leak(m.into_boxed_slice())
+        };
+        let older = view(
+            "older",
+            "2026-01-01T00:00:00Z",
+            leak(a.to_vec()),
+            leak_o(vec![]),
+        );
+        let newer_ab = view(
+            "newer",
+            "2026-02-01T00:00:00Z",
+            leak(ab.to_vec()),
+            leak_o(vec![]),
+        );
+        // Neither added A yet: the older ImageShare owns it; B is nobody else's.
+        assert_eq!(
+            claims(&newer_ab, "img-1", std::slice::from_ref(&older)),
+            vec![(A.to_string(), "older".to_string())]
+        );
+        assert!(claims(&older, "img-1", std::slice::from_ref(&newer_ab)).is_empty());
+        // The newer one recorded adding A first: it owns it, whatever their ages.
+        let newer_added = view(
+            "newer",
+            "2026-02-01T00:00:00Z",
+            leak(ab.to_vec()),
+            leak_o(added_a.to_vec()),
+        );
+        assert!(claims(&newer_added, "img-1", std::slice::from_ref(&older)).is_empty());
+        assert_eq!(
+            claims(&older, "img-1", std::slice::from_ref(&newer_added)),
+            vec![(A.to_string(), "newer".to_string())]
+        );
+        // Another image is no claim.
+        assert!(claims(&newer_ab, "img-2", std::slice::from_ref(&older)).is_empty());
+
+        // decide: the claimed member is left alone; once the rest is done, MemberClaimed.
+        let claimed = vec![(A.to_string(), "older".to_string())];
+        let img = image("active", "shared");
+        let cloud = vec![member(B, "pending")];
+        let recorded = vec![ours(B)];
+        let wanted = Wanted {
+            members: &ab,
+            claimed: &claimed,
+            managed: true,
+            paused: false,
+        };
+        let observed = Observed {
+            image: &img,
+            project_id: Some(OWNER),
+            members: &cloud,
+            recorded: &recorded,
+            previous_visibility: None,
+        };
+        let d = decide(&wanted, &observed);
+        assert_eq!(d.write, None, "A is not added by this ImageShare");
+        assert_eq!(d.health.reason(), "MemberClaimed");
+        assert!(
+            d.health.message().contains("by ImageShare older"),
+            "{}",
+            d.health.message()
         );
     }
 }

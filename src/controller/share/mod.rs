@@ -21,13 +21,13 @@ use crate::cloud::model::{Image as CloudImage, Member, MemberStatus, PatchOp, Vi
 use crate::cloud::{CloudError, Image};
 use crate::controller::conditions::Health;
 use crate::controller::lifecycle::{Cycle, Reconcile};
-use crate::controller::reasons::Reason;
 use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, Observed, Wanted, Write, counts, decide, decide_delete, image_from_ref,
-    image_unreadable, member_credentials_mismatch, observed_members, visibility_refused,
+    DeleteStep, Observed, ShareView, Wanted, Write, claims, counts, decide, decide_delete,
+    image_from_ref, image_unreadable, member_credentials_mismatch, moved, no_image_given,
+    observed_members, visibility_refused,
 };
 
 impl CloudKind for ImageShare {
@@ -168,8 +168,25 @@ impl Shell<'_> {
             }
         };
         let share = self.cycle.object;
+        let moving = self
+            .cycle
+            .report
+            .recorded()
+            .id
+            .filter(|old| *old != image_id && self.managed());
+        if let Some(old) = moving
+            && let Some(action) = self.move_from(owner.as_ref(), &old, &image_id).await?
+        {
+            return Ok(action);
+        }
+        let claimed = if self.managed() {
+            self.claimed(&image_id).await?
+        } else {
+            Vec::new()
+        };
         let wanted = Wanted {
             members: &share.spec.members,
+            claimed: &claimed,
             managed: self.managed(),
             paused: share.paused(),
         };
@@ -268,10 +285,7 @@ impl Shell<'_> {
         }
         let Some(reference) = &spec.image_ref else {
             // The schema requires exactly one of imageRef and imageID.
-            return Ok(Err(Health::stalled(
-                Reason::InvalidSpec,
-                "give exactly one image: imageRef or imageID",
-            )));
+            return Ok(Err(no_image_given()));
         };
         let api: Api<VolumeImage> =
             Api::namespaced(self.cycle.ctx.client.clone(), &self.cycle.namespace);
@@ -324,13 +338,21 @@ impl Shell<'_> {
             Err(health) => return Ok(Err(health)),
         };
         let doing = format!("cannot accept the share as tenant {tenant}");
+        // A problem with the member's credentials names the member's Secret.
+        let failed = |err: &CloudError| {
+            crate::controller::secret::explain(
+                cloud_error_health(&doing, err),
+                &self.cycle.namespace,
+                reference,
+            )
+        };
         match member.project_id().await {
             Ok(project) => {
                 if let Some(health) = member_credentials_mismatch(tenant, project.as_deref()) {
                     return Ok(Err(health));
                 }
             }
-            Err(err) => return Ok(Err(cloud_error_health(&doing, &err))),
+            Err(err) => return Ok(Err(failed(&err))),
         }
         Ok(
             match member
@@ -341,7 +363,7 @@ impl Shell<'_> {
                     seen.upsert(accepted);
                     Ok(())
                 }
-                Err(err) => Err(cloud_error_health(&doing, &err)),
+                Err(err) => Err(failed(&err)),
             },
         )
     }
@@ -422,12 +444,28 @@ impl Shell<'_> {
             Ok(client) => client,
             Err(health) => return self.close(None, None, &health, false).await,
         };
-        let mut seen = match self.observe(owner.as_ref(), &image_id).await {
+        match self.undo(owner.as_ref(), &image_id, "Delete").await? {
+            Undone::Done(why) => {
+                self.cycle
+                    .finalize(&format!("{why}; nothing more to undo"))
+                    .await
+            }
+            Undone::Closed(result) => Ok(result),
+        }
+    }
+
+    /// One step of undoing what this object did to `image_id` — remove a member it added,
+    /// then restore the visibility it changed (docs/design.md §4) — and its report; or what
+    /// is left to say once nothing is left to undo.
+    async fn undo(&self, owner: &dyn Image, image_id: &str, action: &str) -> Result<Undone, Error> {
+        let mut seen = match self.observe(owner, image_id).await {
             Ok(seen) => Some(seen),
             Err(CloudError::NotFound { .. }) => None,
             Err(err) => {
                 let health = cloud_error_health("cannot read the image", &err);
-                return self.close(None, None, &health, false).await;
+                return Ok(Undone::Closed(
+                    self.close(None, None, &health, false).await?,
+                ));
             }
         };
         let recorded = self.cycle.report.recorded();
@@ -436,28 +474,23 @@ impl Shell<'_> {
             self.cycle.object.paused(),
         );
         let (write, health) = match step {
-            DeleteStep::Done(why) => {
-                return self
-                    .cycle
-                    .finalize(&format!("{why}; nothing more to undo"))
-                    .await;
-            }
+            DeleteStep::Done(why) => return Ok(Undone::Done(why)),
             DeleteStep::Blocked(health) => {
-                return self.close(None, seen.as_ref(), &health, false).await;
+                let closed = self.close(None, seen.as_ref(), &health, false).await?;
+                return Ok(Undone::Closed(closed));
             }
             DeleteStep::Write(write, health) => (write, health),
         };
         let Some(seen_now) = seen.as_mut() else {
-            return self.cycle.finalize("the image is gone").await;
+            return Ok(Undone::Done("the image is gone".into()));
         };
         let result = match &write {
             Write::RemoveMember(tenant) => {
-                self.remove_member(owner.as_ref(), &image_id, tenant, seen_now)
-                    .await
+                self.remove_member(owner, image_id, tenant, seen_now).await
             }
             Write::RestoreVisibility(visibility) => match owner
                 .update_image(
-                    &image_id,
+                    image_id,
                     &[PatchOp::replace("visibility", visibility.as_str())],
                 )
                 .await
@@ -468,19 +501,98 @@ impl Shell<'_> {
                 }
                 Err(err) => Err(visibility_refused(&seen_now.image, &err)),
             },
-            // Deletion only removes and restores.
+            // Undoing only removes and restores.
             _ => Ok(()),
         };
-        match result {
+        let closed = match result {
             Ok(()) => {
-                let what = write.describe(&image_id);
+                let what = write.describe(image_id);
                 self.cycle
                     .report
-                    .event(EventType::Normal, write.reason().as_str(), &what, "Delete")
+                    .event(EventType::Normal, write.reason().as_str(), &what, action)
                     .await;
-                self.close(None, seen.as_ref(), &health, true).await
+                self.close(None, seen.as_ref(), &health, true).await?
             }
-            Err(refused) => self.close(None, seen.as_ref(), &refused, false).await,
+            Err(refused) => self.close(None, seen.as_ref(), &refused, false).await?,
+        };
+        Ok(Undone::Closed(closed))
+    }
+
+    /// The image to share changed (the VolumeImage made a new one): what this object did to the
+    /// old one is undone first, so that no member it added is left behind there. `None` once
+    /// there is nothing left to undo and the status has forgotten the old image.
+    async fn move_from(
+        &self,
+        owner: &dyn Image,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<Action>, Error> {
+        match self.undo(owner, old, "Move").await? {
+            Undone::Closed(result) => Ok(Some(result)),
+            Undone::Done(_) => {
+                let mut status = self.cycle.report.recorded();
+                status.id = Some(new.to_string());
+                status.members.retain(|m| !m.added_by_this_object);
+                status.previous_visibility = None;
+                self.cycle.report.record(status, &moved(old, new)).await?;
+                Ok(None)
+            }
         }
     }
+
+    /// Listed tenants another ImageShare of `image_id` in the namespace owns.
+    async fn claimed(&self, image_id: &str) -> Result<Vec<(String, String)>, Error> {
+        let api: Api<ImageShare> =
+            Api::namespaced(self.cycle.ctx.client.clone(), &self.cycle.namespace);
+        let all = api.list(&Default::default()).await?.items;
+        let created: Vec<Option<String>> = all
+            .iter()
+            .map(|s| {
+                s.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+            })
+            .collect();
+        let others: Vec<ShareView<'_>> = all
+            .iter()
+            .zip(&created)
+            .filter(|(s, _)| !s.done_with_cloud())
+            .map(|(s, c)| share_view(s, s.status.as_ref(), c.as_deref()))
+            .collect();
+        let me = self.cycle.object;
+        let recorded = self.cycle.report.recorded();
+        let my_created = me
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string());
+        let mine = share_view(me, Some(&recorded), my_created.as_deref());
+        Ok(claims(&mine, image_id, &others))
+    }
+}
+
+/// What [`claims`] reads of `share`, whose status is `recorded`.
+fn share_view<'a>(
+    share: &'a ImageShare,
+    recorded: Option<&'a ImageShareStatus>,
+    created: Option<&'a str>,
+) -> ShareView<'a> {
+    ShareView {
+        name: share.metadata.name.as_deref().unwrap_or_default(),
+        created,
+        listed: &share.spec.members,
+        recorded: recorded.map(|s| s.members.as_slice()).unwrap_or_default(),
+        image_id: recorded
+            .and_then(|s| s.id.as_deref())
+            .or(share.spec.image_id.as_deref()),
+    }
+}
+
+/// Where undoing stands.
+enum Undone {
+    /// Nothing (more) to undo, and why.
+    Done(String),
+    /// A step was made or is blocked; the reconcile is closed with this.
+    Closed(Action),
 }

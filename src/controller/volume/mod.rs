@@ -8,12 +8,15 @@ pub mod decide;
 use std::sync::Arc;
 
 use kube::ResourceExt;
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
-use crate::api::{ObservedVolume, Volume, VolumeAttachment, VolumeImage, VolumeStatus};
+use crate::api::{
+    ObservedVolume, Volume, VolumeAttachment, VolumeImage, VolumeRetype, VolumeStatus,
+};
 use crate::cloud::model::{Volume as CloudVolume, VolumeQuery};
 use crate::cloud::{BlockStorage, CloudError};
 use crate::controller::conditions::Health;
@@ -26,7 +29,9 @@ use crate::controller::{
     CloudKind, Common, Context, Error, Scope, cloud_error_health, common_spec, object_ref,
 };
 use decide::{
-    DeleteStep, UID_MARK, Wanted, Write, create_request, decide, decide_delete, delete_refused,
+    DeleteStep, Membership, UID_MARK, Wanted, Write, being_created, create_refused, create_request,
+    creating, decide, decide_delete, delete_refused, deleting, image_from_ref,
+    image_source_missing, needs_membership, source_image_refusal,
 };
 use k8s_openapi::jiff::Timestamp;
 
@@ -36,21 +41,53 @@ impl CloudKind for Volume {
     fn common(&self) -> Common<'_> {
         common_spec!(self, self.spec.import.as_ref())
     }
+
+    fn made_nothing(&self) -> Option<&'static str> {
+        let status = self.status.as_ref();
+        let nothing = status.is_none_or(|s| s.id.is_none() && s.create_requested_at.is_none());
+        nothing.then_some("no volume was ever created or imported")
+    }
 }
 
 /// A Volume is looked at again when a VolumeImage made from it changes (an upload turns the
-/// volume `uploading` and back).
+/// volume `uploading` and back), and when the VolumeImage its `image.ref` names changes (it
+/// waits for it to be Ready).
 pub fn relations(
     controller: Controller<DeserializeGuard<Volume>>,
     scope: &Scope,
 ) -> Controller<DeserializeGuard<Volume>> {
+    let store = controller.store();
     controller.watches(
         scope.api::<DeserializeGuard<VolumeImage>>(),
         scope.watch(),
-        |image| {
-            let object = image.0.ok()?;
-            let source = object.spec.resource.as_ref()?.volume_ref.as_ref()?;
-            Some(object_ref::<Volume, _>(&source.name, &object))
+        move |image| {
+            let Ok(object) = image.0 else {
+                return Vec::new();
+            };
+            let name = object.name_any();
+            let source = object
+                .spec
+                .resource
+                .as_ref()
+                .and_then(|r| r.volume_ref.as_ref())
+                .map(|source| object_ref::<Volume, _>(&source.name, &object));
+            let made_from = store
+                .state()
+                .iter()
+                .filter_map(|volume| volume.0.as_ref().ok())
+                .filter(|volume| volume.namespace() == object.namespace())
+                .filter(|volume| {
+                    let reference = volume
+                        .spec
+                        .resource
+                        .as_ref()
+                        .and_then(|r| r.image.as_ref())
+                        .and_then(|i| i.reference.as_ref());
+                    reference.is_some_and(|r| r.name == name)
+                })
+                .map(|volume| object_ref::<Volume, _>(&volume.name_any(), volume))
+                .collect::<Vec<_>>();
+            source.into_iter().chain(made_from).collect()
         },
     )
 }
@@ -130,10 +167,10 @@ impl Finder for Volumes<'_> {
 }
 
 impl Reconcile for Volume {
-    async fn apply(cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
-        let storage = match cycle.block_storage() {
+    async fn apply(mut cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
+        let storage = match cycle.volumes_here(NOUN).await {
             Ok(storage) => storage,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
         let volume = cycle.object;
         let found = match cycle.locate(&Volumes::of(&cycle, &storage), NOUN).await {
@@ -147,7 +184,8 @@ impl Reconcile for Volume {
                         EventType::Warning,
                         "VolumeDisappeared",
                         &format!(
-                            "volume {id} was deleted outside cloudvol; creating a new, empty one"
+                            "volume {id} was deleted outside cloudvol; creating a new one as the \
+                             spec says (empty, unless the spec names a source)"
                         ),
                         "Recreate",
                     )
@@ -155,6 +193,7 @@ impl Reconcile for Volume {
                 return create(&cycle, storage.as_ref()).await;
             }
         };
+        let recorded = cycle.report.recorded();
         let wanted = Wanted {
             resource: if volume.managed() {
                 volume.spec.resource.as_ref()
@@ -163,6 +202,7 @@ impl Reconcile for Volume {
             },
             default_name: &volume.name_any(),
             paused: volume.paused(),
+            retype: recorded.retype.as_ref(),
         };
         let decision = decide(&wanted, &found);
         let Some(write) = decision.write else {
@@ -170,6 +210,17 @@ impl Reconcile for Volume {
             let health = overdue(&cycle, &status, &found, decision.health);
             return cycle.close(status, &health, false).await;
         };
+        if let Write::Retype { new_type, policy } = &write {
+            return retype(
+                &cycle,
+                storage.as_ref(),
+                &found,
+                new_type,
+                *policy,
+                &decision.health,
+            )
+            .await;
+        }
         let (result, action, done) = match &write {
             Write::Extend { new_size } => (
                 storage.extend_volume(&found.id, *new_size).await,
@@ -181,6 +232,7 @@ impl Reconcile for Volume {
                 "Update",
                 "Updated",
             ),
+            Write::Retype { .. } => unreachable!("a retype returned above"),
         };
         match result {
             Ok(()) => {
@@ -204,10 +256,10 @@ impl Reconcile for Volume {
         }
     }
 
-    async fn cleanup(cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
-        let storage = match cycle.block_storage() {
+    async fn cleanup(mut cycle: Cycle<'_, Volume>) -> Result<Action, Error> {
+        let storage = match cycle.volumes_here(NOUN).await {
             Ok(storage) => storage,
-            Err(health) => return cycle.report(&health).await,
+            Err(closed) => return closed,
         };
         let volume = cycle.object;
         let found = match cycle.existing(&Volumes::of(&cycle, &storage), NOUN).await {
@@ -242,10 +294,7 @@ impl Reconcile for Volume {
                 }
                 match storage.delete_volume(&found.id).await {
                     Ok(()) | Err(CloudError::NotFound { .. }) => {
-                        let health = Health::reconciling(
-                            Reason::Deleting,
-                            format!("the cloud is deleting volume {}", found.id),
-                        );
+                        let health = deleting(&found.id);
                         cycle
                             .report
                             .event(
@@ -258,9 +307,26 @@ impl Reconcile for Volume {
                         cycle.close(status, &health, true).await
                     }
                     Err(CloudError::BadRequest { message }) => {
-                        cycle
-                            .close(status, &delete_refused(&found.id, &message), false)
-                            .await
+                        // A delete whose answer was lost, sent again, finds the volume
+                        // already deleting (Cinder refuses the second one): that is the
+                        // delete at work, not a refusal.
+                        match storage.show_volume(&found.id).await {
+                            Err(CloudError::NotFound { .. }) => {
+                                cycle.finalize("the cloud volume is deleted").await
+                            }
+                            Ok(now)
+                                if now.status == crate::cloud::model::VolumeStatus::Deleting =>
+                            {
+                                let health = deleting(&now.id);
+                                let status = self::status(&cycle, Some(&now));
+                                cycle.close(status, &health, true).await
+                            }
+                            _ => {
+                                cycle
+                                    .close(status, &delete_refused(&found, &message), false)
+                                    .await
+                            }
+                        }
                     }
                     Err(err) => {
                         let health =
@@ -273,19 +339,199 @@ impl Reconcile for Volume {
     }
 }
 
-/// Makes the volume, marked with the object's UID, and records its id at once.
+/// Asks the cloud to change the volume's type, recording the request before it and its
+/// outcome after it, so that a retype the cloud refuses or gives up is reported, not asked
+/// again and again.
+async fn retype(
+    cycle: &Cycle<'_, Volume>,
+    storage: &dyn BlockStorage,
+    found: &CloudVolume,
+    new_type: &str,
+    policy: crate::cloud::model::MigrationPolicy,
+    asking: &Health,
+) -> Result<Action, Error> {
+    // The watch cache may not hold this object's last status write yet: read the record
+    // fresh before a request that must not be repeated once the cloud said no.
+    let api: Api<Volume> = Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+    let fresh = api
+        .get_status(&cycle.object.name_any())
+        .await?
+        .status
+        .and_then(|s| s.retype);
+    if let Some(resource) = cycle.object.spec.resource.as_ref() {
+        let wanted = Wanted {
+            resource: Some(resource),
+            default_name: &cycle.object.name_any(),
+            paused: cycle.object.paused(),
+            retype: fresh.as_ref(),
+        };
+        if let Some(Err(stalled)) = decide::retype_step(&wanted, resource, found) {
+            let mut status = status(cycle, Some(found));
+            status.retype = fresh;
+            return cycle.close(status, &stalled, false).await;
+        }
+    }
+    let spec_policy = cycle
+        .object
+        .spec
+        .resource
+        .as_ref()
+        .map(|r| r.migration_policy)
+        .unwrap_or_default();
+    let mut recorded = status(cycle, Some(found));
+    recorded.retype = Some(VolumeRetype {
+        volume_type: new_type.to_string(),
+        migration_policy: spec_policy,
+        from_volume_type: found.volume_type.clone(),
+        requested_at: Timestamp::now().to_string(),
+        accepted: false,
+        refusal: None,
+    });
+    cycle.report.record(recorded.clone(), asking).await?;
+    match storage.retype_volume(&found.id, new_type, policy).await {
+        Ok(()) => {
+            if let Some(retype) = recorded.retype.as_mut() {
+                retype.accepted = true;
+            }
+            cycle
+                .report
+                .event(EventType::Normal, "Retyped", asking.message(), "Retype")
+                .await;
+            cycle.close(recorded, asking, true).await
+        }
+        Err(CloudError::BadRequest { message }) => {
+            if let Some(retype) = recorded.retype.as_mut() {
+                retype.refusal = Some(message.chars().take(600).collect());
+            }
+            // The same rule reports it from now on, whatever reconcile looks.
+            let wanted = Wanted {
+                resource: cycle.object.spec.resource.as_ref(),
+                default_name: &cycle.object.name_any(),
+                paused: cycle.object.paused(),
+                retype: recorded.retype.as_ref(),
+            };
+            let health = match cycle
+                .object
+                .spec
+                .resource
+                .as_ref()
+                .and_then(|resource| decide::retype_step(&wanted, resource, found))
+            {
+                Some(Err(refused)) => refused,
+                _ => cloud_error_health(
+                    "the cloud refused to change the volume's type",
+                    &CloudError::BadRequest { message },
+                ),
+            };
+            cycle.close(recorded, &health, false).await
+        }
+        Err(err) => {
+            let health = cloud_error_health("the cloud refused to change the volume's type", &err);
+            cycle.close(recorded, &health, false).await
+        }
+    }
+}
+
+/// The image the volume is to be made from, or `None` for a volume without one; or the
+/// closed reconcile when it cannot be made yet or at all. The image is read with the Volume's
+/// own credentials, which are the ones the cloud checks.
+async fn source_image(cycle: &Cycle<'_, Volume>) -> Result<Option<String>, Result<Action, Error>> {
+    let Some(resource) = cycle.object.spec.resource.as_ref() else {
+        return Ok(None);
+    };
+    let Some(source) = resource.image.as_ref() else {
+        return Ok(None);
+    };
+    let id = match (&source.id, &source.reference) {
+        (Some(id), _) => id.clone(),
+        (None, Some(reference)) => {
+            let images: Api<VolumeImage> =
+                Api::namespaced(cycle.ctx.client.clone(), &cycle.namespace);
+            let image = match images.get_opt(&reference.name).await {
+                Ok(image) => image,
+                Err(err) => return Err(Err(Error::Kube(err))),
+            };
+            match image_from_ref(&reference.name, image.as_ref()) {
+                Ok(id) => id,
+                Err(health) => return Err(cycle.report(&health).await),
+            }
+        }
+        (None, None) => {
+            let health = image_source_missing();
+            return Err(cycle.report(&health).await);
+        }
+    };
+    let images = match cycle.images() {
+        Ok(images) => images,
+        Err(health) => return Err(cycle.report(&health).await),
+    };
+    let reference = cycle.object.spec.cloud_credentials_ref.clone();
+    let read = async {
+        let tenant = images.project_id().await?;
+        let who = match &tenant {
+            Some(tenant) => format!(
+                "the credentials of cloud {:?} (tenant {tenant})",
+                reference.cloud_name
+            ),
+            None => format!("the credentials of cloud {:?}", reference.cloud_name),
+        };
+        let image = found(images.show_image(&id).await)?;
+        let membership = match &image {
+            Some(image) if needs_membership(image, tenant.as_deref()) => {
+                let tenant = tenant.as_deref().unwrap_or_default();
+                Some(match found(images.show_member(&id, tenant).await)? {
+                    Some(member) => Membership::Member(member.status),
+                    None => Membership::NotMember,
+                })
+            }
+            _ => None,
+        };
+        Ok::<_, CloudError>((who, image, membership))
+    };
+    let (who, image, membership) = match read.await {
+        Ok(seen) => seen,
+        Err(err) => {
+            let health = cloud_error_health(&format!("cannot read image {id}"), &err);
+            return Err(cycle.report(&health).await);
+        }
+    };
+    let size = resource.size.unwrap_or(1).max(1) as u64;
+    match source_image_refusal(&who, &id, image.as_ref(), membership.as_ref(), size) {
+        Some(health) => Err(cycle.report(&health).await),
+        None => Ok(Some(id)),
+    }
+}
+
+/// Makes the volume, marked with the object's UID, and records its id at once. A volume made
+/// from an image records the image before the request, so that the image's deletion waits
+/// for it even while the answer is on its way.
 async fn create(cycle: &Cycle<'_, Volume>, storage: &dyn BlockStorage) -> Result<Action, Error> {
     let volume = cycle.object;
-    let request = match create_request(volume) {
+    if volume.paused() {
+        return cycle
+            .report(&crate::controller::paused("create the volume"))
+            .await;
+    }
+    let image_id = match source_image(cycle).await {
+        Ok(image_id) => image_id,
+        Err(closed) => return closed,
+    };
+    let request = match create_request(volume, image_id.as_deref()) {
         Ok(request) => request,
         Err(health) => return cycle.report(&health).await,
     };
+    // Intent first: a deletion then knows the cloud may hold a volume, even if the answer is
+    // lost, and a VolumeImage knows a volume is being made from its image.
+    let mut recorded = cycle.report.recorded();
+    recorded.create_requested_at = Some(Timestamp::now().to_string());
+    if let Some(image_id) = &image_id {
+        recorded.source_image_id = Some(image_id.clone());
+    }
+    let intent = creating(image_id.as_deref());
+    cycle.report.record(recorded.clone(), &intent).await?;
     match storage.create_volume(&request).await {
         Ok(created) => {
-            let health = Health::reconciling(
-                Reason::Creating,
-                format!("the cloud is creating volume {}", created.id),
-            );
+            let health = being_created(&created.id);
             cycle
                 .report
                 .event(
@@ -300,8 +546,13 @@ async fn create(cycle: &Cycle<'_, Volume>, storage: &dyn BlockStorage) -> Result
                 .await
         }
         Err(err) => {
-            let health = cloud_error_health("the cloud refused to create the volume", &err);
-            cycle.report(&health).await
+            let health = create_refused(image_id.as_deref(), &err);
+            if !err.is_transient() {
+                // Refused: the cloud made nothing, so nothing is being made from the image.
+                recorded.create_requested_at = None;
+                recorded.source_image_id = None;
+            }
+            cycle.close(recorded, &health, false).await
         }
     }
 }
@@ -316,11 +567,24 @@ fn status(cycle: &Cycle<'_, Volume>, found: Option<&CloudVolume>) -> VolumeStatu
             .map(|r| (r.status.as_str(), r.status_since.as_deref()));
         let since = status_since(previous, v.status.as_str(), Timestamp::now());
         status.id = Some(v.id.clone());
+        if let Some(here) = &cycle.here {
+            status.cloud = Some(here.clone());
+        }
         status.resource = Some(ObservedVolume {
             status_since: Some(since),
             ..observed(v)
         });
         status.attachments = attachments(v);
+        // A retype record lasts while the spec asks for another type than the volume has.
+        let wanted_type = cycle
+            .object
+            .spec
+            .resource
+            .as_ref()
+            .and_then(|r| r.volume_type.as_deref());
+        if wanted_type.is_none_or(|t| v.volume_type.as_deref() == Some(t)) {
+            status.retype = None;
+        }
     }
     status
 }
@@ -357,6 +621,7 @@ fn observed(v: &CloudVolume) -> ObservedVolume {
         availability_zone: v.availability_zone.clone(),
         snapshot_id: v.snapshot_id.clone(),
         source_volume_id: v.source_volid.clone(),
+        source_image_id: v.source_image_id().map(str::to_string),
         bootable: Some(v.bootable),
         encrypted: Some(v.encrypted),
         metadata: v.metadata.clone(),
