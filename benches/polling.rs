@@ -553,15 +553,10 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
     // Deletion: every Volume at once.
     emulator.reset().await?;
     let delete_start = Instant::now();
-    volumes
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
+    let (delete, all) = (DeleteParams::default(), ListParams::default());
+    retried(|| volumes.delete_collection(&delete, &all)).await?;
     loop {
-        let left = volumes
-            .list_metadata(&ListParams::default())
-            .await?
-            .items
-            .len();
+        let left = retried(|| volumes.list_metadata(&all)).await?.items.len();
         figures.gone = options.n.saturating_sub(left);
         if left == 0 || delete_start.elapsed() > options.deadline {
             break;
@@ -582,6 +577,28 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
         log.display()
     );
     Ok(figures)
+}
+
+/// `call`, tried again (at most five times, 200 ms apart) when the connection to the API server
+/// failed: a pooled connection that the server closed while the bench slept through the steady
+/// window answers `IncompleteMessage`, and a bench of many minutes must not end on it. Only for
+/// calls that may be repeated (a list, a delete of the collection).
+async fn retried<T, F, Fut>(call: F) -> Result<T, kube::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(kube::Error::Service(err)) if tries < 5 => {
+                tries += 1;
+                eprintln!("bench: the API server's connection failed ({err}); trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn tempdir(mode: &str) -> Result<std::path::PathBuf, Error> {
