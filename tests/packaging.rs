@@ -1446,7 +1446,7 @@ fn dockerfile_copies_what_the_build_reads() {
     }
     // `--filter-platform` with the host's triple: unfiltered, `cargo metadata` needs every
     // package in Cargo.lock for every target (Android's included), which no build for this
-    // host ever downloads. No `--offline` either: like the image's own `cargo build`, it may
+    // host ever downloads. The network is allowed: like the image's own `cargo build`, it may
     // fetch what the lock names, so the test holds on a machine with an empty cargo cache.
     let output = run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

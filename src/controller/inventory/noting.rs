@@ -37,6 +37,27 @@ fn ambiguous(err: &CloudError) -> bool {
     )
 }
 
+/// Tells the inventory `key` of `registry`, if one runs, what a write to resource `id` led to:
+/// `after` of the write's answer and of the resource as the index shows it when accepted; gone
+/// when the cloud says it is; unknown when the outcome is.
+fn note<S: Source, T>(
+    registry: &Registry<S>,
+    key: &str,
+    id: &str,
+    result: &Result<T, CloudError>,
+    after: impl FnOnce(&T, Option<&S::Item>) -> Option<S::Item>,
+) {
+    let Some(scope) = registry.find(key) else {
+        return;
+    };
+    match result {
+        Ok(answer) => scope.written(id, |current| after(answer, current)),
+        Err(CloudError::NotFound { .. }) => scope.observed(id, None, Instant::now()),
+        Err(err) if ambiguous(err) => scope.written(id, |_| None),
+        Err(_) => {}
+    }
+}
+
 /// Block storage whose writes the inventories hear of.
 pub struct NotingStorage {
     pub(super) inner: Arc<dyn BlockStorage>,
@@ -56,15 +77,13 @@ impl NotingStorage {
         result: &Result<T, CloudError>,
         after: impl FnOnce(&Volume) -> Volume,
     ) {
-        let Some(scope) = self.volumes.find(&self.volumes_key) else {
-            return;
-        };
-        match result {
-            Ok(_) => scope.written(id, |current| current.map(after)),
-            Err(CloudError::NotFound { .. }) => scope.observed(id, None, Instant::now()),
-            Err(err) if ambiguous(err) => scope.written(id, |_| None),
-            Err(_) => {}
-        }
+        note(
+            &self.volumes,
+            &self.volumes_key,
+            id,
+            result,
+            |_, current| current.map(after),
+        );
     }
 }
 
@@ -204,15 +223,7 @@ impl NotingImages {
         result: &Result<T, CloudError>,
         after: impl FnOnce(&T, Option<&ImageModel>) -> Option<ImageModel>,
     ) {
-        let Some(scope) = self.images.find(&self.key) else {
-            return;
-        };
-        match result {
-            Ok(answer) => scope.written(id, |current| after(answer, current)),
-            Err(CloudError::NotFound { .. }) => scope.observed(id, None, Instant::now()),
-            Err(err) if ambiguous(err) => scope.written(id, |_| None),
-            Err(_) => {}
-        }
+        note(&self.images, &self.key, id, result, after);
     }
 }
 
