@@ -117,6 +117,13 @@ pub enum CloudError {
     /// The provider does not offer this operation (e.g. block storage on SCP).
     #[error("unsupported: {message}")]
     Unsupported { message: String },
+
+    /// Not an answer of the cloud: the tenant's inventory has not looked at the resource since
+    /// the object changed (or since a write whose outcome is unknown). Its next round is due,
+    /// and reconciles the object again once it has looked; the reconcile is put back meanwhile,
+    /// without holding a slot (docs/design.md §3).
+    #[error("waiting for the inventory: {message}")]
+    Unobserved { message: String },
 }
 
 fn fmt_retry_after(retry_after: &Option<Duration>) -> String {
@@ -154,6 +161,7 @@ impl CloudError {
                 | CloudError::Transport { .. }
                 | CloudError::Conflict { .. }
                 | CloudError::NotLeader { .. }
+                | CloudError::Unobserved { .. }
         )
     }
 
@@ -178,6 +186,7 @@ impl CloudError {
             CloudError::NotLeader { .. } => "NotLeader",
             CloudError::Decode { .. } => "CloudProtocolError",
             CloudError::Unsupported { .. } => "Unsupported",
+            CloudError::Unobserved { .. } => "WaitingForInventory",
         }
     }
 
@@ -201,7 +210,8 @@ impl CloudError {
             | CloudError::HostNotFound { message, .. }
             | CloudError::NotLeader { message }
             | CloudError::Decode { message }
-            | CloudError::Unsupported { message } => message,
+            | CloudError::Unsupported { message }
+            | CloudError::Unobserved { message } => message,
         }
     }
 

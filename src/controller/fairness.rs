@@ -8,11 +8,14 @@
 //! object put back waits in its scope's queue, and the next slot of that scope to come free
 //! reconciles it (a trigger, [`super::triggers`]), so a burst of objects in one tenant keeps
 //! every slot busy instead of sleeping through an exponential backoff; the object's backoff
-//! stays as the fallback.
+//! stays as the fallback. The freed slot is handed to the object it wakes, and kept for it for
+//! a short while ([`RESERVATION`]): another reconcile of the scope that comes first finds no
+//! slot and queues behind it, so a woken object is never put back again by one that jumped
+//! the queue.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -24,6 +27,11 @@ use crate::cloud::credentials::Auth;
 /// comes free wakes it sooner; this is only the fallback, and a short one would make every
 /// queued object read its Secret again and again.
 pub const FALLBACK: Duration = Duration::from_secs(10);
+
+/// How long a slot handed to the object it woke is kept for it: time for its controller to run
+/// it. An object that does not come (it was deleted meanwhile, say) gives the slot up to the
+/// next waiter when the scope is next asked for one.
+pub const RESERVATION: Duration = Duration::from_secs(5);
 
 /// The cloud scope credentials act in: what fairness (and, later, a shared inventory) is keyed
 /// by. Built from the configuration alone, so it needs no login; secrets never enter it.
@@ -50,6 +58,7 @@ pub fn scope_of(credentials: &CloudCredentials) -> String {
 /// The slots of every cloud scope.
 pub struct Fairness {
     per_scope: usize,
+    reservation: Duration,
     scopes: Mutex<HashMap<String, Arc<Slots>>>,
     triggers: Arc<Triggers>,
     /// The scope each object's last reconcile was in, so that an object of a full scope is put
@@ -61,12 +70,19 @@ pub struct Fairness {
 struct Slots {
     semaphore: Arc<Semaphore>,
     waiting: Mutex<Waiting>,
+    /// How long a slot handed to the object it woke is kept for it.
+    reservation: Duration,
 }
 
 #[derive(Default)]
 struct Waiting {
+    /// Objects whose resource exists, oldest first: served before `queue`.
+    urgent: VecDeque<Target>,
+    /// The others, oldest first.
     queue: VecDeque<Target>,
     queued: HashSet<Target>,
+    /// Slots handed to the objects they woke, until when they are kept for them.
+    reserved: HashMap<Target, (OwnedSemaphorePermit, Instant)>,
 }
 
 impl Slots {
@@ -74,12 +90,12 @@ impl Slots {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `waiter` once, at the front if `urgent`.
+    /// Queues `waiter` once, before every waiter that is not `urgent` if it is.
     fn queue(&self, waiter: &Target, urgent: bool) {
         let mut waiting = self.waiting();
         if waiting.queued.insert(waiter.clone()) {
             if urgent {
-                waiting.queue.push_front(waiter.clone());
+                waiting.urgent.push_back(waiter.clone());
             } else {
                 waiting.queue.push_back(waiter.clone());
             }
@@ -90,12 +106,85 @@ impl Slots {
     fn unqueue(&self, waiter: &Target) {
         let mut waiting = self.waiting();
         if waiting.queued.remove(waiter) {
+            waiting.urgent.retain(|w| w != waiter);
             waiting.queue.retain(|w| w != waiter);
+        }
+    }
+
+    /// The slot handed to `waiter`, if one is kept for it.
+    fn reserved_for(&self, waiter: &Target) -> Option<OwnedSemaphorePermit> {
+        self.waiting()
+            .reserved
+            .remove(waiter)
+            .map(|(permit, _)| permit)
+    }
+
+    /// Whether a slot is kept for `waiter`.
+    fn holds_reservation(&self, waiter: &Target) -> bool {
+        self.waiting().reserved.contains_key(waiter)
+    }
+
+    /// Hands the slots kept too long to the next waiters.
+    fn expire(&self, triggers: &Triggers) {
+        let now = Instant::now();
+        let expired: Vec<OwnedSemaphorePermit> = {
+            let mut waiting = self.waiting();
+            if waiting.reserved.values().all(|(_, until)| *until > now) {
+                return;
+            }
+            let late: Vec<Target> = waiting
+                .reserved
+                .iter()
+                .filter(|(_, (_, until))| *until <= now)
+                .map(|(waiter, _)| waiter.clone())
+                .collect();
+            late.iter()
+                .filter_map(|waiter| waiting.reserved.remove(waiter))
+                .map(|(permit, _)| permit)
+                .collect()
+        };
+        for permit in expired {
+            self.hand_over(permit, triggers);
+        }
+    }
+
+    /// Gives a freed slot to the oldest waiter whose controller takes the trigger, kept for it
+    /// for a while; with no one waiting, the slot is free.
+    fn hand_over(&self, permit: OwnedSemaphorePermit, triggers: &Triggers) {
+        let mut permit = permit;
+        loop {
+            let next = {
+                let mut waiting = self.waiting();
+                let next = match waiting.urgent.pop_front() {
+                    Some(next) => Some(next),
+                    None => waiting.queue.pop_front(),
+                };
+                if let Some(next) = &next {
+                    waiting.queued.remove(next);
+                }
+                next
+            };
+            let Some(next) = next else {
+                return drop(permit);
+            };
+            // Kept before the trigger, so that the woken object finds it however fast it runs.
+            self.waiting()
+                .reserved
+                .insert(next.clone(), (permit, Instant::now() + self.reservation));
+            if triggers.fire(&next) > 0 {
+                return;
+            }
+            // Its controller stopped (or never ran): try the next one.
+            match self.reserved_for(&next) {
+                Some(back) => permit = back,
+                // It came and took the slot already.
+                None => return,
+            }
         }
     }
 }
 
-/// A slot of a scope, held until dropped; dropping it reconciles the next object waiting.
+/// A slot of a scope, held until dropped; dropping it hands it to the next object waiting.
 pub struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     slots: Arc<Slots>,
@@ -104,22 +193,8 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        // Free the slot first, so that the object woken finds it.
-        drop(self.permit.take());
-        loop {
-            let next = {
-                let mut waiting = self.slots.waiting();
-                let next = waiting.queue.pop_front();
-                if let Some(next) = &next {
-                    waiting.queued.remove(next);
-                }
-                next
-            };
-            match next {
-                // Its controller stopped (or never ran): try the next one.
-                Some(next) if self.triggers.fire(&next) == 0 => continue,
-                _ => break,
-            }
+        if let Some(permit) = self.permit.take() {
+            self.slots.hand_over(permit, &self.triggers);
         }
     }
 }
@@ -130,6 +205,7 @@ impl Fairness {
     pub fn new(per_scope: usize, triggers: Arc<Triggers>) -> Self {
         Fairness {
             per_scope: per_scope.max(1),
+            reservation: RESERVATION,
             scopes: Mutex::new(HashMap::new()),
             triggers,
             last: Mutex::new(HashMap::new()),
@@ -154,7 +230,8 @@ impl Fairness {
                 None => return false,
             }
         };
-        if slots.semaphore.available_permits() > 0 {
+        slots.expire(&self.triggers);
+        if slots.semaphore.available_permits() > 0 || slots.holds_reservation(waiter) {
             return false;
         }
         slots.queue(waiter, urgent);
@@ -192,7 +269,7 @@ impl Fairness {
             scopes.retain(|_, s| {
                 s.semaphore.available_permits() < full
                     || Arc::strong_count(s) > 1
-                    || !s.waiting().queue.is_empty()
+                    || !s.waiting().queued.is_empty()
             });
         }
         scopes
@@ -201,6 +278,7 @@ impl Fairness {
                 Arc::new(Slots {
                     semaphore: Arc::new(Semaphore::new(self.per_scope)),
                     waiting: Mutex::default(),
+                    reservation: self.reservation,
                 })
             })
             .clone()
@@ -217,6 +295,10 @@ impl Fairness {
             slots: slots.clone(),
             triggers: self.triggers.clone(),
         };
+        if let Some(permit) = slots.reserved_for(&waiter) {
+            return Some(slot(permit));
+        }
+        slots.expire(&self.triggers);
         if let Ok(permit) = slots.semaphore.clone().try_acquire_owned() {
             slots.unqueue(&waiter);
             return Some(slot(permit));
@@ -296,6 +378,46 @@ mod tests {
     }
 
     #[test]
+    fn a_freed_slot_is_kept_for_the_object_it_wakes() {
+        let triggers = Arc::new(Triggers::default());
+        let mut woken = triggers.subscribe("Volume", None);
+        let fairness = Fairness::new(1, triggers);
+        let held = fairness.enter("a", waiter("held"), false);
+        assert!(fairness.enter("a", waiter("queued"), false).is_none());
+        drop(held);
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "queued".into()));
+        assert!(
+            fairness.enter("a", waiter("late"), false).is_none(),
+            "one that comes first does not take the slot of the one woken"
+        );
+        let queued = fairness.enter("a", waiter("queued"), false);
+        assert!(queued.is_some(), "the woken one finds its slot");
+        drop(queued);
+        assert_eq!(
+            woken.try_recv().unwrap(),
+            ("ns".into(), "late".into()),
+            "then the next in the queue"
+        );
+    }
+
+    #[test]
+    fn a_slot_kept_for_an_object_that_does_not_come_goes_to_the_next() {
+        let triggers = Arc::new(Triggers::default());
+        let mut woken = triggers.subscribe("Volume", None);
+        let mut fairness = Fairness::new(1, triggers);
+        fairness.reservation = Duration::ZERO;
+        let held = fairness.enter("a", waiter("held"), false);
+        assert!(fairness.enter("a", waiter("gone"), false).is_none());
+        assert!(fairness.enter("a", waiter("next"), false).is_none());
+        drop(held);
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "gone".into()));
+        // "gone" never comes; the next request for a slot of the scope passes its slot on.
+        assert!(fairness.enter("a", waiter("other"), false).is_none());
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "next".into()));
+        assert!(fairness.enter("a", waiter("next"), false).is_some());
+    }
+
+    #[test]
     fn an_urgent_waiter_goes_first() {
         let triggers = Arc::new(Triggers::default());
         let mut woken = triggers.subscribe("Volume", None);
@@ -304,8 +426,17 @@ mod tests {
         assert!(fairness.enter("a", waiter("create-1"), false).is_none());
         assert!(fairness.enter("a", waiter("create-2"), false).is_none());
         assert!(fairness.enter("a", waiter("created"), true).is_none());
+        assert!(fairness.enter("a", waiter("created-later"), true).is_none());
         drop(held);
         assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "created".into()));
+        drop(fairness.enter("a", waiter("created"), true));
+        assert_eq!(
+            woken.try_recv().unwrap(),
+            ("ns".into(), "created-later".into()),
+            "urgent ones in their order"
+        );
+        drop(fairness.enter("a", waiter("created-later"), true));
+        assert_eq!(woken.try_recv().unwrap(), ("ns".into(), "create-1".into()));
     }
 
     #[test]

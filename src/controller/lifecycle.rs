@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::Api;
@@ -248,10 +249,17 @@ fn waiter<K: CloudKind>(object: &K) -> Target {
 fn defer<K: CloudKind>(ctx: &Context, key: &str, phase: Phase) -> Result<Action, Error> {
     ctx.metrics.deferred(&K::kind(&()));
     let after = ctx.backoff(key, Some(fairness::FALLBACK));
+    put_back(phase, "CloudScopeBusy", after)
+}
+
+/// Ends a reconcile that writes nothing and comes back after `after` (or sooner, when
+/// something it waits for triggers it). During a deletion that is an [`Error::Hold`], which
+/// keeps the finalizer.
+pub fn put_back(phase: Phase, reason: &str, after: Duration) -> Result<Action, Error> {
     match phase {
         Phase::Apply => Ok(Action::requeue(after)),
         Phase::Cleanup => Err(Error::Hold {
-            reason: "CloudScopeBusy".into(),
+            reason: reason.into(),
             after,
         }),
     }

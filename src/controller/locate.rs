@@ -13,9 +13,14 @@ use std::sync::Arc;
 use crate::cloud::{BlockStorage, CloudError, Image};
 
 use super::conditions::Health;
-use super::lifecycle::Cycle;
+use super::lifecycle::{Cycle, put_back};
 use super::reasons::Reason;
+use super::requeue::jitter;
 use super::{CloudKind, Error, ObjectStatus, cloud_error_health};
+
+/// When an object put back until its inventory has looked ([`CloudError::Unobserved`]) comes
+/// back by itself; the round that looks triggers it sooner.
+const UNOBSERVED_FALLBACK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a kind finds its cloud resources.
 pub trait Finder: Sync {
@@ -266,6 +271,15 @@ impl<K: CloudKind> Cycle<'_, K> {
     }
 
     async fn unreadable(&self, noun: Noun, err: &CloudError) -> Result<Action, Error> {
+        if let CloudError::Unobserved { .. } = err {
+            // The inventory's next round looks, and reconciles the object again: nothing to
+            // report meanwhile, and no slot held while it waits.
+            return put_back(
+                self.report.phase(),
+                err.reason(),
+                jitter(UNOBSERVED_FALLBACK),
+            );
+        }
         let doing = format!("cannot read the {}", noun.one);
         self.report(&cloud_error_health(&doing, err)).await
     }

@@ -51,11 +51,20 @@ struct Registered {
     touched: Instant,
 }
 
+/// A lookup's wish for a fresher view of one resource.
+#[derive(Clone, Copy, Debug)]
+struct Wish {
+    /// Observed by a read that starts after this.
+    after: Instant,
+    /// When it was first asked for.
+    asked: Instant,
+}
+
 struct State<R> {
     index: Index<R>,
     users: HashMap<String, Registered>,
-    /// Ids that a lookup wants observed by a read that starts after the instant.
-    fresh: HashMap<String, Instant>,
+    /// Ids that a lookup wants observed by a read that starts after an instant.
+    fresh: HashMap<String, Wish>,
     /// A lookup wants a list that starts after this.
     list_after: Option<Instant>,
     timing: Timing,
@@ -198,6 +207,12 @@ impl<S: Source> Scope<S> {
     }
 
     /// The resource `id` (`None`: it does not exist), as fresh as `fresh_after` asks.
+    ///
+    /// What the index holds is the answer when it was observed after `fresh_after` (and after
+    /// any fresher view an earlier lookup asked for). Otherwise the caller is not kept waiting
+    /// in its slot: the wish is recorded, the next round hurried, and the answer is
+    /// [`CloudError::Unobserved`]; the round that looks reconciles the object again. A wish
+    /// that no round fulfilled within [`SHOW_WAIT`] is read by id, by the caller.
     pub async fn show(
         &self,
         caller: &str,
@@ -212,7 +227,9 @@ impl<S: Source> Scope<S> {
                 if !state.primed {
                     return Step::Wait;
                 }
-                let fresh_enough = |seen: Instant| fresh_after.is_none_or(|t| seen >= t);
+                let wish = state.fresh.get(id).copied();
+                let wanted = fresh_after.max(wish.map(|w| w.after));
+                let fresh_enough = |seen: Instant| wanted.is_none_or(|t| seen >= t);
                 match state.index.get(id) {
                     Known::Found { resource, seen } if fresh_enough(seen) => {
                         Step::Done(Ok(Some(resource)))
@@ -220,22 +237,46 @@ impl<S: Source> Scope<S> {
                     Known::Gone { at } if fresh_enough(at) => Step::Done(Ok(None)),
                     Known::Unknown => Step::Direct,
                     _ => {
-                        if let Some(t) = fresh_after {
-                            let wanted = state.fresh.entry(id.to_string()).or_insert(t);
-                            *wanted = (*wanted).max(t);
+                        let now = Instant::now();
+                        let wish = state.fresh.entry(id.to_string()).or_insert(Wish {
+                            after: wanted.unwrap_or(now),
+                            asked: now,
+                        });
+                        wish.after = wish.after.max(wanted.unwrap_or(now));
+                        if now.duration_since(wish.asked) >= SHOW_WAIT {
+                            return Step::Direct;
                         }
-                        Step::Wait
+                        Step::Done(Err(CloudError::Unobserved {
+                            message: format!(
+                                "{} {id} changed, or the object did, since it was last looked \
+                                 at; the next round of the tenant's inventory looks",
+                                S::SERVICE
+                            ),
+                        }))
                     }
                 }
             })
             .await;
         match step {
-            Some(Step::Done(answer)) => answer,
-            // Never seen, or no round in time: read it, and keep what the cloud said.
+            Some(Step::Done(answer)) => {
+                if answer.is_err() {
+                    self.hurry();
+                }
+                answer
+            }
+            // Never seen, no round in time, or a wish no round fulfilled: read it, and keep
+            // what the cloud said.
             _ => {
                 let started = Instant::now();
                 let found = self.source.get(id).await?;
-                let change = self.lock().index.observe(id, found.clone(), started);
+                let change = {
+                    let mut state = self.lock();
+                    let change = state.index.observe(id, found.clone(), started);
+                    if state.fresh.get(id).is_some_and(|w| w.after <= started) {
+                        state.fresh.remove(id);
+                    }
+                    change
+                };
                 self.fire_changes(change.into_iter().collect(), Some(caller));
                 self.hurry();
                 Ok(found)
@@ -505,7 +546,7 @@ impl<S: Source> Scope<S> {
             Plan::List => "list",
             Plan::Get => "get",
         };
-        let (everyone, resources, delta) = {
+        let (everyone, resources, delta, settled) = {
             let mut state = self.lock();
             state.timing.last_start = Some(started);
             state.timing.last_calls = calls;
@@ -532,11 +573,11 @@ impl<S: Source> Scope<S> {
             let settled: Vec<String> = state
                 .fresh
                 .iter()
-                .filter(|(id, t)| index.seen(id).is_some_and(|seen| seen >= **t))
+                .filter(|(id, w)| index.seen(id).is_some_and(|seen| seen >= w.after))
                 .map(|(id, _)| id.clone())
                 .collect();
-            for id in settled {
-                state.fresh.remove(&id);
+            for id in &settled {
+                state.fresh.remove(id);
             }
             if state
                 .list_after
@@ -555,7 +596,7 @@ impl<S: Source> Scope<S> {
             let resources = state.index.count();
             let delta = resources as i64 - state.reported as i64;
             state.reported = resources;
-            (everyone, resources, delta)
+            (everyone, resources, delta, settled)
         };
         self.shared
             .metrics
@@ -568,6 +609,11 @@ impl<S: Source> Scope<S> {
         if everyone {
             self.fire_all();
         } else {
+            // The objects put back until this round had looked come back too, changed or not.
+            changes.extend(settled.into_iter().map(|id| Change {
+                id,
+                ..Change::default()
+            }));
             self.fire_changes(changes, None);
         }
         self.rounds.send_modify(|n| *n = n.wrapping_add(1));
@@ -619,4 +665,128 @@ fn sweep(users: &mut HashMap<String, Registered>, now: Instant) {
             .saturating_add(Duration::from_secs(60))
     };
     users.retain(|_, r| now.duration_since(r.touched) < lifetime(r));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::inventory::index::Item;
+    use crate::controller::triggers::Triggers;
+    use crate::metrics::Metrics;
+    use tokio::sync::Semaphore;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Thing(String);
+
+    impl Item for Thing {
+        fn id(&self) -> &str {
+            &self.0
+        }
+        fn name(&self) -> Option<&str> {
+            None
+        }
+        fn marks(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn transitional(&self) -> bool {
+            false
+        }
+    }
+
+    /// A tenant whose lists each wait for a permit of `gate`.
+    struct Gated {
+        things: Vec<Thing>,
+        gate: Arc<Semaphore>,
+    }
+
+    impl Source for Gated {
+        type Item = Thing;
+        const SERVICE: &'static str = "test";
+
+        async fn list(&self) -> Result<Vec<Thing>, CloudError> {
+            self.gate.acquire().await.expect("gate").forget();
+            Ok(self.things.clone())
+        }
+
+        async fn get(&self, id: &str) -> Result<Option<Thing>, CloudError> {
+            Ok(self.things.iter().find(|t| t.0 == id).cloned())
+        }
+
+        fn always_listed(&self, _: &Thing) -> bool {
+            true
+        }
+    }
+
+    fn user(deleting: bool) -> User {
+        User {
+            kind: "Volume".into(),
+            namespace: "ns".into(),
+            name: "v".into(),
+            id: Some("id-1".into()),
+            marks: Vec::new(),
+            names: Vec::new(),
+            deleting,
+            resync: Duration::from_secs(3600),
+            meta: u64::from(deleting),
+        }
+    }
+
+    /// A deletion that needs a view fresher than the inventory's is put back at once, not kept
+    /// in its slot until a round has looked; the round that looks reconciles it again.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lookup_that_needs_a_fresher_view_does_not_wait_in_its_slot() {
+        let triggers = Arc::new(Triggers::default());
+        let mut woken = triggers.subscribe("Volume", None);
+        let shared = Arc::new(Shared {
+            metrics: Arc::new(Metrics::new()),
+            cadence: Cadence {
+                fast: Duration::from_millis(10),
+                steady: Duration::from_secs(3600),
+                rate: None,
+            },
+            attempts: Mutex::default(),
+            triggers,
+        });
+        let gate = Arc::new(Semaphore::new(1));
+        let source = Gated {
+            things: vec![Thing("id-1".into())],
+            gate: gate.clone(),
+        };
+        let scope = Arc::new(Scope::new("test".into(), source, shared));
+        tokio::spawn(scope.clone().run(|_| false));
+        assert_eq!(scope.register("Volume/ns/v", user(false), None), None);
+        let first = scope.show("Volume/ns/v", "id-1", None).await;
+        assert_eq!(first.expect("first list"), Some(Thing("id-1".into())));
+
+        // The object is deleted: it asks for a round that starts after now, and no round can
+        // end while the gate is shut.
+        let fresh_after = scope.register("Volume/ns/v", user(true), Some(Instant::now()));
+        assert!(fresh_after.is_some(), "a deletion asks for a fresh view");
+        while woken.try_recv().is_ok() {}
+        let answer = tokio::time::timeout(
+            SHOW_WAIT / 2,
+            scope.show("Volume/ns/v", "id-1", fresh_after),
+        )
+        .await
+        .expect("answered without waiting for a round");
+        assert!(
+            matches!(answer, Err(CloudError::Unobserved { .. })),
+            "{answer:?}"
+        );
+        // Put back again, it still does not act on the old view.
+        let again = scope.show("Volume/ns/v", "id-1", None).await;
+        assert!(
+            matches!(again, Err(CloudError::Unobserved { .. })),
+            "{again:?}"
+        );
+
+        gate.add_permits(1);
+        let trigger = tokio::time::timeout(Duration::from_secs(30), woken.recv())
+            .await
+            .expect("the round that looked triggers the object");
+        assert_eq!(trigger, Some(("ns".into(), "v".into())));
+        let fresh = scope.show("Volume/ns/v", "id-1", None).await;
+        assert_eq!(fresh.expect("fresh"), Some(Thing("id-1".into())));
+        gate.add_permits(1000);
+    }
 }
