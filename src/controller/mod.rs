@@ -18,6 +18,7 @@
 //! - [`inventory`]: observing the cloud once per cloud identity for every object.
 
 pub mod conditions;
+pub mod events;
 pub mod fairness;
 pub mod image;
 pub mod inventory;
@@ -41,7 +42,6 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::core::object::HasStatus;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -279,7 +279,7 @@ impl Default for Settings {
 pub struct Context {
     pub client: Client,
     pub connector: Connector,
-    pub recorder: Recorder,
+    pub events: events::Events,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     pub attempts: Attempts,
@@ -296,10 +296,6 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "cloudvol".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         let cadence = inventory::plan::Cadence {
             fast: settings.inventory_interval,
             steady: settings.resync_period.max(MIN_RESYNC),
@@ -312,7 +308,7 @@ impl Context {
         };
         let triggers = Arc::new(triggers::Triggers::default());
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Events::new(client.clone(), "cloudvol", std::env::var("POD_NAME").ok()),
             inventory: inventory::Inventories::new(
                 settings.polling,
                 cadence,

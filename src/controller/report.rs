@@ -238,7 +238,7 @@ impl<'a, K: CloudKind> Report<'a, K> {
         };
         if let Err(err) = self
             .ctx
-            .recorder
+            .events
             .publish(&event, &regarding.object_ref(&()))
             .await
         {
@@ -257,7 +257,7 @@ impl<'a, K: CloudKind> Report<'a, K> {
         };
         if let Err(err) = self
             .ctx
-            .recorder
+            .events
             .publish(&event, &self.object.object_ref(&()))
             .await
         {

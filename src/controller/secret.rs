@@ -138,8 +138,7 @@ pub async fn release_if_unused(
     secret_name: &str,
     done_uid: &str,
 ) -> Result<(), Error> {
-    let needed = users_needing(client, namespace, secret_name, done_uid).await?;
-    if needed > 0 {
+    if needed_by_another(client, namespace, secret_name, done_uid).await? {
         return Ok(());
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -158,40 +157,54 @@ pub async fn release_if_unused(
     set_finalizers(&secrets, &secret, finalizers, None).await
 }
 
-/// Objects in `namespace`, other than `done_uid`, that reference `secret_name` and may still
-/// need it to delete something.
-async fn users_needing(
+/// Whether an object in `namespace`, other than `done_uid`, references `secret_name` and may
+/// still need it to delete something. Read from the API server, not a cache, so that of two
+/// objects finishing together at least one sees the other done; page by page, stopping at the
+/// first object that needs it, so that a deletion of thousands of objects that share one
+/// Secret reads one small page per object, not every object each time.
+async fn needed_by_another(
     client: &Client,
     namespace: &str,
     secret_name: &str,
     done_uid: &str,
-) -> Result<usize, Error> {
+) -> Result<bool, Error> {
     Ok(
-        needing::<Volume>(client, namespace, secret_name, done_uid).await?
-            + needing::<VolumeImage>(client, namespace, secret_name, done_uid).await?
-            + needing::<ImageShare>(client, namespace, secret_name, done_uid).await?,
+        any_needing::<Volume>(client, namespace, secret_name, done_uid).await?
+            || any_needing::<VolumeImage>(client, namespace, secret_name, done_uid).await?
+            || any_needing::<ImageShare>(client, namespace, secret_name, done_uid).await?,
     )
 }
 
-async fn needing<K: CloudKind>(
+/// How many objects a page of [`needed_by_another`] reads.
+const NEEDING_PAGE: u32 = 100;
+
+async fn any_needing<K: CloudKind>(
     client: &Client,
     namespace: &str,
     secret_name: &str,
     done_uid: &str,
-) -> Result<usize, Error> {
+) -> Result<bool, Error> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let objects = api.list(&ListParams::default()).await?;
-    Ok(objects
-        .items
-        .iter()
-        .filter(|o| o.uid().as_deref() != Some(done_uid))
-        .filter(|o| {
-            o.credentials_refs()
-                .iter()
-                .any(|r| r.secret_name == secret_name)
-        })
-        .filter(|o| o.needs_cloud_to_delete() && !o.done_with_cloud())
-        .count())
+    let mut params = ListParams::default().limit(NEEDING_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        let needs = page.items.iter().any(|o| {
+            o.uid().as_deref() != Some(done_uid)
+                && o.credentials_refs()
+                    .iter()
+                    .any(|r| r.secret_name == secret_name)
+                && o.needs_cloud_to_delete()
+                && !o.done_with_cloud()
+        });
+        if needs {
+            return Ok(true);
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            // The next page, from the same snapshot as the first.
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(false),
+        }
+    }
 }
 
 async fn set_finalizers(

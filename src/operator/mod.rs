@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 pub mod leader;
+pub mod memory;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -155,6 +156,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     info!(listen = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     tokio::spawn(serve_endpoints(listener, metrics.clone(), health.clone()));
+    tokio::spawn(memory::trim_periodically());
 
     // The API must answer and the CRDs must be installed before this replica is ready. With
     // per-namespace RBAC only the watched namespaces may be listed.
