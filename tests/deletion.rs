@@ -177,3 +177,45 @@ async fn a_held_secret_says_which_object_holds_it() {
         .await;
     assert!(note.contains("Volume") && note.contains("/data"), "{note}");
 }
+
+/// The check whether another object still needs the Secret reads the API page by page: an
+/// object that needs it beyond the first page (100 objects that do not sort before it) keeps
+/// the Secret held when another one finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_needed_beyond_the_first_page_is_kept() {
+    let h = Harness::new("del-pages").await;
+    let orphans: Vec<String> = (0..100).map(|n| format!("a-{n:03}")).collect();
+    futures::future::join_all(orphans.iter().map(|name| {
+        h.create::<Volume>(volume_manifest(
+            name,
+            "demo",
+            json!({"resource": {"size": 1}, "deletionPolicy": "Orphan"}),
+        ))
+    }))
+    .await;
+    for name in ["b-done", "z-needs"] {
+        h.create::<Volume>(volume_manifest(
+            name,
+            "demo",
+            json!({"resource": {"size": 1}}),
+        ))
+        .await;
+        h.wait_condition::<Volume>(name, "Ready", "True", None)
+            .await;
+    }
+    assert!(guarded(&h, support::harness::SECRET).await);
+    h.delete::<Volume>("b-done").await;
+    h.wait_gone::<Volume>("b-done").await;
+    assert!(
+        guarded(&h, support::harness::SECRET).await,
+        "z-needs, on the second page, still needs the Secret"
+    );
+    h.delete::<Volume>("z-needs").await;
+    h.wait_gone::<Volume>("z-needs").await;
+    support::wait_for(
+        support::harness::DEADLINE,
+        "the Secret to be let go",
+        || async { (!guarded(&h, support::harness::SECRET).await).then_some(()) },
+    )
+    .await;
+}
