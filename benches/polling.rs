@@ -596,9 +596,11 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
 }
 
 /// `call`, tried again (at most five times, 200 ms apart) when the connection to the API server
-/// failed: a pooled connection that the server closed while the bench slept through the steady
-/// window answers `IncompleteMessage`, and a bench of many minutes must not end on it. Only for
-/// calls that may be repeated (a list, a delete of the collection).
+/// failed, or the server timed out: a pooled connection that the server closed while the bench
+/// slept through the steady window answers `IncompleteMessage`, and a `deletecollection` of
+/// 10,000 objects outlasts the server's 60 s request timeout (500 or 504, while the server goes
+/// on deleting); a bench of many minutes must not end on either. Only for calls that may be
+/// repeated (a list, a delete of the collection).
 async fn retried<T, F, Fut>(call: F) -> Result<T, kube::Error>
 where
     F: Fn() -> Fut,
@@ -610,6 +612,14 @@ where
             Err(kube::Error::Service(err)) if tries < 5 => {
                 tries += 1;
                 eprintln!("bench: the API server's connection failed ({err}); trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(kube::Error::Api(status)) if tries < 5 && matches!(status.code, 500 | 504) => {
+                tries += 1;
+                eprintln!(
+                    "bench: the API server timed out ({}); trying again",
+                    status.message
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => return other,

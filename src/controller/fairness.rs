@@ -23,14 +23,15 @@ use super::triggers::{Target, Triggers};
 use crate::cloud::CloudCredentials;
 use crate::cloud::credentials::Auth;
 
-/// How long, at least, an object put back waits before it tries again by itself: a slot that
-/// comes free wakes it sooner; this is only the fallback, and a short one would make every
-/// queued object read its Secret again and again.
-pub const FALLBACK: Duration = Duration::from_secs(10);
+/// How long, at least, an object put back waits before it tries again by itself. A slot that
+/// comes free wakes it sooner, and is handed to it ([`RESERVATION`]); this is only the
+/// fallback. A short one makes every queued object come back again and again: 10,000 objects
+/// queued behind the rate limit with 10 s came back 80,000 times in two minutes.
+pub const FALLBACK: Duration = Duration::from_secs(60);
 
 /// How long a slot handed to the object it woke is kept for it: time for its controller to run
-/// it. An object that does not come (it was deleted meanwhile, say) gives the slot up to the
-/// next waiter when the scope is next asked for one.
+/// it. If the object does not come (it was deleted meanwhile, say), the slot goes to the next
+/// waiter then.
 pub const RESERVATION: Duration = Duration::from_secs(5);
 
 /// The cloud scope credentials act in: what fairness (and, later, a shared inventory) is keyed
@@ -125,7 +126,7 @@ impl Slots {
     }
 
     /// Hands the slots kept too long to the next waiters.
-    fn expire(&self, triggers: &Triggers) {
+    fn expire(self: &Arc<Self>, triggers: &Arc<Triggers>) {
         let now = Instant::now();
         let expired: Vec<OwnedSemaphorePermit> = {
             let mut waiting = self.waiting();
@@ -148,9 +149,25 @@ impl Slots {
         }
     }
 
+    /// Passes the slot on if the woken object has not taken it when its reservation ends, so
+    /// that the queue moves on without waiting for the next request for a slot.
+    fn expire_later(self: &Arc<Self>, triggers: &Arc<Triggers>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (slots, triggers) = (Arc::downgrade(self), triggers.clone());
+        let after = self.reservation;
+        runtime.spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(slots) = slots.upgrade() {
+                slots.expire(&triggers);
+            }
+        });
+    }
+
     /// Gives a freed slot to the oldest waiter whose controller takes the trigger, kept for it
     /// for a while; with no one waiting, the slot is free.
-    fn hand_over(&self, permit: OwnedSemaphorePermit, triggers: &Triggers) {
+    fn hand_over(self: &Arc<Self>, permit: OwnedSemaphorePermit, triggers: &Arc<Triggers>) {
         let mut permit = permit;
         loop {
             let next = {
@@ -172,6 +189,7 @@ impl Slots {
                 .reserved
                 .insert(next.clone(), (permit, Instant::now() + self.reservation));
             if triggers.fire(&next) > 0 {
+                self.expire_later(triggers);
                 return;
             }
             // Its controller stopped (or never ran): try the next one.
