@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 }
 
 fn run_operator(args: cloudvol::operator::RunArgs) -> ExitCode {
-    cloudvol::operator::memory::limit_arenas();
+    cloudvol::operator::memory::tune_allocator();
     cloudvol::logging::init_logging(&args.log_level, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

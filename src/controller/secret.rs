@@ -176,7 +176,7 @@ async fn needed_by_another(
 }
 
 /// How many objects a page of [`needed_by_another`] reads.
-const NEEDING_PAGE: u32 = 100;
+const NEEDING_PAGE: u32 = 20;
 
 async fn any_needing<K: CloudKind>(
     client: &Client,
