@@ -308,3 +308,32 @@ async fn objects_in_two_tenants_use_two_inventories() {
     })
     .await;
 }
+
+/// A volume deleted between two pages of a list takes the next page's marker with it (404,
+/// `Marker ... could not be found`); the list starts again instead of failing the round, which
+/// would report an error on every object of the tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_whose_marker_vanished_starts_again() {
+    let h = operator("inv-marker").await;
+    let all = names("data", 2);
+    create_volumes(&h, &all, "demo").await;
+    wait_ready(&h, &all).await;
+    let ok =
+        "cloudvol_inventory_rounds_total{service=\"block-storage\",plan=\"list\",result=\"ok\"}";
+    let failed =
+        "cloudvol_inventory_rounds_total{service=\"block-storage\",plan=\"list\",result=\"error\"}";
+    h.admin_post(
+        "faults",
+        json!({"method": "GET", "path": "/block-storage/*/volumes/detail", "status": 404, "count": 1}),
+    )
+    .await;
+    let before = metric(&h, ok);
+    support::wait_for(
+        support::harness::DEADLINE,
+        "a round after the fault was used",
+        || async { (h.faults_left().await.is_empty() && metric(&h, ok) > before).then_some(()) },
+    )
+    .await;
+    assert_eq!(metric(&h, failed), 0, "no round failed");
+    wait_ready(&h, &all).await;
+}

@@ -20,6 +20,9 @@ use super::index::Item;
 /// The page size an inventory asks for (Cinder's and Glance's usual maximum).
 pub const PAGE: u32 = 1000;
 
+/// How often a list whose marker vanished between two pages starts again.
+const MARKER_RETRIES: u32 = 3;
+
 /// A cloud API an inventory reads.
 pub trait Source: Send + Sync + 'static {
     type Item: Item;
@@ -81,12 +84,21 @@ impl Source for Volumes {
     type Item = CloudVolume;
     const SERVICE: &'static str = "block-storage";
 
+    /// Every page. A volume deleted between two pages takes the next page's marker with it
+    /// (Cinder answers 404, `Marker ... could not be found`), which a mass deletion makes
+    /// likely: the list starts again, a few times, rather than failing the round.
     async fn list(&self) -> Result<Vec<CloudVolume>, CloudError> {
         let query = VolumeQuery {
             limit: Some(PAGE),
             ..VolumeQuery::default()
         };
-        self.0.list_volumes_detail(&query).await
+        let mut again = MARKER_RETRIES;
+        loop {
+            match self.0.list_volumes_detail(&query).await {
+                Err(CloudError::NotFound { .. }) if again > 0 => again -= 1,
+                answer => return answer,
+            }
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<CloudVolume>, CloudError> {
