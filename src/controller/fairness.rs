@@ -128,22 +128,12 @@ impl Slots {
     /// Hands the slots kept too long to the next waiters.
     fn expire(self: &Arc<Self>, triggers: &Arc<Triggers>) {
         let now = Instant::now();
-        let expired: Vec<OwnedSemaphorePermit> = {
-            let mut waiting = self.waiting();
-            if waiting.reserved.values().all(|(_, until)| *until > now) {
-                return;
-            }
-            let late: Vec<Target> = waiting
-                .reserved
-                .iter()
-                .filter(|(_, (_, until))| *until <= now)
-                .map(|(waiter, _)| waiter.clone())
-                .collect();
-            late.iter()
-                .filter_map(|waiter| waiting.reserved.remove(waiter))
-                .map(|(permit, _)| permit)
-                .collect()
-        };
+        let expired: Vec<OwnedSemaphorePermit> = self
+            .waiting()
+            .reserved
+            .extract_if(|_, (_, until)| *until <= now)
+            .map(|(_, (permit, _))| permit)
+            .collect();
         for permit in expired {
             self.hand_over(permit, triggers);
         }
@@ -167,8 +157,7 @@ impl Slots {
 
     /// Gives a freed slot to the oldest waiter whose controller takes the trigger, kept for it
     /// for a while; with no one waiting, the slot is free.
-    fn hand_over(self: &Arc<Self>, permit: OwnedSemaphorePermit, triggers: &Arc<Triggers>) {
-        let mut permit = permit;
+    fn hand_over(self: &Arc<Self>, mut permit: OwnedSemaphorePermit, triggers: &Arc<Triggers>) {
         loop {
             let next = {
                 let mut waiting = self.waiting();

@@ -238,11 +238,12 @@ impl<S: Source> Scope<S> {
                     Known::Unknown => Step::Direct,
                     _ => {
                         let now = Instant::now();
-                        let wish = state.fresh.entry(id.to_string()).or_insert(Wish {
-                            after: wanted.unwrap_or(now),
-                            asked: now,
-                        });
-                        wish.after = wish.after.max(wanted.unwrap_or(now));
+                        let after = wanted.unwrap_or(now);
+                        let wish = state
+                            .fresh
+                            .entry(id.to_string())
+                            .or_insert(Wish { after, asked: now });
+                        wish.after = wish.after.max(after);
                         if now.duration_since(wish.asked) >= SHOW_WAIT {
                             return Step::Direct;
                         }
