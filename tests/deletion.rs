@@ -194,14 +194,7 @@ async fn a_secret_needed_beyond_the_first_page_is_kept() {
     }))
     .await;
     for name in ["b-done", "z-needs"] {
-        h.create::<Volume>(volume_manifest(
-            name,
-            "demo",
-            json!({"resource": {"size": 1}}),
-        ))
-        .await;
-        h.wait_condition::<Volume>(name, "Ready", "True", None)
-            .await;
+        h.ready_volume(name).await;
     }
     assert!(guarded(&h, support::harness::SECRET).await);
     h.delete::<Volume>("b-done").await;

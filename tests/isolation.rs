@@ -131,14 +131,7 @@ async fn a_volume_stuck_creating_past_its_deadline_stalls_and_recovers_by_itself
 /// Seconds from creating Volume `name` on the `demo` cloud to its `Ready`.
 async fn seconds_to_ready(h: &Harness, name: &str) -> f64 {
     let start = std::time::Instant::now();
-    h.create::<Volume>(volume_manifest(
-        name,
-        "demo",
-        json!({"resource": {"size": 1}}),
-    ))
-    .await;
-    h.wait_condition::<Volume>(name, "Ready", "True", None)
-        .await;
+    h.ready_volume(name).await;
     start.elapsed().as_secs_f64()
 }
 

@@ -288,13 +288,7 @@ async fn a_lost_upload_answer_adopts_its_own_image_never_another_of_the_same_nam
     h.start_operator().await;
     let mut volumes = Vec::new();
     for name in ["vol-a", "vol-b"] {
-        h.create::<Volume>(volume_manifest(
-            name,
-            "demo",
-            json!({"resource": {"size": 1}}),
-        ))
-        .await;
-        let ready: Volume = h.wait_condition(name, "Ready", "True", None).await;
+        let ready = h.ready_volume(name).await;
         volumes.push(ready.status.and_then(|s| s.id).expect("an id"));
     }
     // b's image is made first and is still untagged while a's upload answer is lost.

@@ -351,6 +351,16 @@ mod tests {
         assert!(fairness.scopes.lock().unwrap().len() <= 65);
     }
 
+    /// Fairness with one slot per scope, and what its freed slots wake.
+    fn one_slot() -> (
+        Fairness,
+        tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    ) {
+        let triggers = Arc::new(Triggers::default());
+        let woken = triggers.subscribe("Volume", None);
+        (Fairness::new(1, triggers), woken)
+    }
+
     fn waiter(name: &str) -> Target {
         Target {
             kind: "Volume".into(),
@@ -361,9 +371,7 @@ mod tests {
 
     #[test]
     fn a_freed_slot_reconciles_the_oldest_waiter_once() {
-        let triggers = Arc::new(Triggers::default());
-        let mut woken = triggers.subscribe("Volume", None);
-        let fairness = Fairness::new(1, triggers);
+        let (fairness, mut woken) = one_slot();
         let first = fairness.enter("a", waiter("first"), false);
         assert!(first.is_some());
         assert!(fairness.enter("a", waiter("second"), false).is_none());
@@ -386,9 +394,7 @@ mod tests {
 
     #[test]
     fn a_freed_slot_is_kept_for_the_object_it_wakes() {
-        let triggers = Arc::new(Triggers::default());
-        let mut woken = triggers.subscribe("Volume", None);
-        let fairness = Fairness::new(1, triggers);
+        let (fairness, mut woken) = one_slot();
         let held = fairness.enter("a", waiter("held"), false);
         assert!(fairness.enter("a", waiter("queued"), false).is_none());
         drop(held);
@@ -409,9 +415,7 @@ mod tests {
 
     #[test]
     fn a_slot_kept_for_an_object_that_does_not_come_goes_to_the_next() {
-        let triggers = Arc::new(Triggers::default());
-        let mut woken = triggers.subscribe("Volume", None);
-        let mut fairness = Fairness::new(1, triggers);
+        let (mut fairness, mut woken) = one_slot();
         fairness.reservation = Duration::ZERO;
         let held = fairness.enter("a", waiter("held"), false);
         assert!(fairness.enter("a", waiter("gone"), false).is_none());
@@ -426,9 +430,7 @@ mod tests {
 
     #[test]
     fn an_urgent_waiter_goes_first() {
-        let triggers = Arc::new(Triggers::default());
-        let mut woken = triggers.subscribe("Volume", None);
-        let fairness = Fairness::new(1, triggers);
+        let (fairness, mut woken) = one_slot();
         let held = fairness.enter("a", waiter("held"), false);
         assert!(fairness.enter("a", waiter("create-1"), false).is_none());
         assert!(fairness.enter("a", waiter("create-2"), false).is_none());
@@ -448,9 +450,7 @@ mod tests {
 
     #[test]
     fn an_object_of_a_full_scope_is_queued_before_its_secret_is_read() {
-        let triggers = Arc::new(Triggers::default());
-        let mut woken = triggers.subscribe("Volume", None);
-        let fairness = Fairness::new(1, triggers);
+        let (fairness, mut woken) = one_slot();
         let a = waiter("a");
         assert!(
             !fairness.queued_in_last_scope("Volume/ns/a", &a, false),

@@ -284,6 +284,18 @@ impl Harness {
             .unwrap_or_else(|err| panic!("cannot patch {name}: {err}"))
     }
 
+    /// Creates a 1 GiB Volume `name` on the `demo` cloud and waits until it is `Ready`;
+    /// returns it.
+    pub async fn ready_volume(&self, name: &str) -> cloudvol::api::Volume {
+        self.create::<cloudvol::api::Volume>(volume_manifest(
+            name,
+            "demo",
+            json!({"resource": {"size": 1}}),
+        ))
+        .await;
+        self.wait_condition(name, "Ready", "True", None).await
+    }
+
     /// Waits until the object's condition `type_` has `status` (and `reason`, if given) for the
     /// object's current generation; returns the object.
     pub async fn wait_condition<K>(
