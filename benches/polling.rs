@@ -103,6 +103,12 @@ struct Figures {
     all_gone: f64,
     delete_requests: BTreeMap<String, u64>,
     cloud_left: usize,
+    /// API-server requests (of every client, the bench's own included) while creating and
+    /// while deleting, by verb and resource.
+    api_create: BTreeMap<String, u64>,
+    api_delete: BTreeMap<String, u64>,
+    /// The bench's own count lists while deleting (in `api_delete`'s `LIST volumes`).
+    bench_counts: u64,
 }
 
 fn total(requests: &BTreeMap<String, u64>) -> u64 {
@@ -481,6 +487,7 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
         )
         .await?;
     emulator.reset().await?;
+    let api_before = api_requests(client).await?;
     let cpu_before = cpu(pid);
     let applied: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let first_apply = Instant::now();
@@ -540,6 +547,7 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
         figures.p99 = percentile(&latencies, 99.0);
     }
     figures.create_requests = emulator.requests().await?;
+    figures.api_create = since(&api_before, &api_requests(client).await?);
     figures.rss_ready = rss(pid);
     figures.cpu_create = cpu(pid) - cpu_before;
     figures.reconciles_ready = reconciles(&http, port).await / options.n as f64;
@@ -568,6 +576,7 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
 
     // Deletion: every Volume at once.
     emulator.reset().await?;
+    let api_before = api_requests(client).await?;
     let delete_start = Instant::now();
     let (delete, all) = (DeleteParams::default(), ListParams::default());
     retried(|| volumes.delete_collection(&delete, &all)).await?;
@@ -576,6 +585,7 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
     let one = ListParams::default().limit(1);
     loop {
         let page = retried(|| volumes.list_metadata(&one)).await?;
+        figures.bench_counts += 1;
         let left = page.items.len()
             + page
                 .metadata
@@ -589,6 +599,7 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
     }
     figures.all_gone = delete_start.elapsed().as_secs_f64();
     figures.delete_requests = emulator.requests().await?;
+    figures.api_delete = since(&api_before, &api_requests(client).await?);
     figures.cloud_left = emulator.volumes().await?;
     figures.cpu_total = cpu(pid) - cpu_before;
     watch.abort();
@@ -601,6 +612,49 @@ async fn run_mode(client: &Client, options: &Options, mode: &str) -> Result<Figu
         log.display()
     );
     Ok(figures)
+}
+
+/// The API server's requests so far, by `VERB resource[/subresource]`, from its
+/// `apiserver_request_total`: the API server's side of the cost, which the operator's status
+/// writes, Events, finalizer patches and Secret reads make.
+async fn api_requests(client: &Client) -> Result<BTreeMap<String, u64>, Error> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = retried(|| client.request_text(request.clone())).await?;
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = labels[start..].find('"')?;
+            Some(&labels[start..start + end])
+        };
+        let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else {
+            continue;
+        };
+        let route = match label("subresource").filter(|s| !s.is_empty()) {
+            Some(sub) => format!("{verb} {resource}/{sub}"),
+            None => format!("{verb} {resource}"),
+        };
+        let n = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+        *counts.entry(route).or_insert(0) += n;
+    }
+    Ok(counts)
+}
+
+/// What `after` counts beyond `before`, without the routes that did not move.
+fn since(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(route, n)| {
+            let d = n.saturating_sub(before.get(route).copied().unwrap_or(0));
+            (d > 0).then(|| (route.clone(), d))
+        })
+        .collect()
 }
 
 /// `call`, tried again (at most five times, 200 ms apart) when the connection to the API server
@@ -697,7 +751,8 @@ fn print_figures(options: &Options, all: &[Figures]) {
             total(&f.create_requests) as f64 / n
         );
         print_routes("by route, while creating", &as_f64(&f.create_requests), "");
-        let steady: f64 = f.steady_per_minute.values().sum();
+        // An empty sum is -0.0; adding 0.0 prints it as 0.0.
+        let steady: f64 = f.steady_per_minute.values().sum::<f64>() + 0.0;
         println!("  cloud requests per minute, steady {:>8.1}", steady);
         print_routes("by route, per minute, steady", &f.steady_per_minute, "/min");
         println!("  operator RSS after all Ready    {:>12}", mib(f.rss_ready));
@@ -725,6 +780,18 @@ fn print_figures(options: &Options, all: &[Figures]) {
             total(&f.delete_requests) as f64 / n
         );
         print_routes("by route, while deleting", &as_f64(&f.delete_requests), "");
+        for (what, requests) in [("creating", &f.api_create), ("deleting", &f.api_delete)] {
+            println!(
+                "  API-server requests while {what} {:>7}     ({:.2} per volume; every client)",
+                total(requests),
+                total(requests) as f64 / n
+            );
+        }
+        print_routes("API server, while deleting", &as_f64(&f.api_delete), "");
+        println!(
+            "    (the bench's own: 1 DELETE volumes, {} LIST volumes counting what is left)",
+            f.bench_counts
+        );
     }
     if let [old, .., new] = all {
         let ratio = |a: f64, b: f64| {
@@ -734,7 +801,7 @@ fn print_figures(options: &Options, all: &[Figures]) {
                 format!("{:.3}", a / b)
             }
         };
-        let steady = |f: &Figures| f.steady_per_minute.values().sum::<f64>();
+        let steady = |f: &Figures| f.steady_per_minute.values().sum::<f64>() + 0.0;
         println!();
         println!("ratios, {} / {}", new.mode, old.mode);
         let rows: Vec<(&str, String)> = vec![

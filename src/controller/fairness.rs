@@ -77,7 +77,7 @@ struct Slots {
 
 #[derive(Default)]
 struct Waiting {
-    /// Objects whose resource exists, oldest first: served before `queue`.
+    /// Objects whose reconcile mostly reads, oldest first: served before `queue`.
     urgent: VecDeque<Target>,
     /// The others, oldest first.
     queue: VecDeque<Target>,
@@ -293,8 +293,9 @@ impl Fairness {
 
     /// A slot for `scope`, if one is free now; otherwise `waiter` is queued, and reconciled
     /// when a slot of that scope comes free. An `urgent` waiter goes before the others: one
-    /// whose cloud resource exists already, whose reconcile is short (it mostly reads what the
-    /// inventory saw), is not kept behind a thousand creates waiting for the rate limit.
+    /// whose reconcile is short and writes nothing to the cloud (it mostly reads what the
+    /// inventory saw, [`super::lifecycle::reads_mostly`]) is not kept behind a thousand creates
+    /// or deletes waiting for the rate limit.
     pub fn enter(&self, scope: &str, waiter: Target, urgent: bool) -> Option<Slot> {
         let slots = self.slots(scope);
         let slot = |permit| Slot {

@@ -12,7 +12,7 @@
 //! [`Report`] that closes the reconcile.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -22,7 +22,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 
 use super::conditions::Health;
-use super::fairness::{self, scope_of};
+use super::fairness::{self, Slot, scope_of};
 use super::report::{Phase, Report};
 use super::requeue::jitter;
 use super::secret::{self, LoadError, Loaded};
@@ -49,6 +49,8 @@ pub struct Cycle<'a, K: CloudKind> {
     pub credentials: CloudCredentials,
     /// Where the credentials act (tenant, region), once [`Cycle::check_cloud`] asked.
     pub here: Option<CloudScope>,
+    /// The reconcile's slot of its cloud scope, let go as soon as the cloud is done with.
+    slot: Mutex<Option<Slot>>,
 }
 
 impl<K: CloudKind> Cycle<'_, K> {
@@ -67,8 +69,10 @@ impl<K: CloudKind> Cycle<'_, K> {
         self.close(self.report.recorded(), health, false).await
     }
 
-    /// The last step of a deletion (see [`Report::finalize`]).
+    /// The last step of a deletion (see [`Report::finalize`]). It talks to the API server only,
+    /// so the slot of the cloud scope goes to the next object first.
     pub async fn finalize(&self, why: &str) -> Result<Action, Error> {
+        drop(self.slot.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.report.finalize(self.report.recorded(), why).await
     }
 
@@ -170,10 +174,9 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     // A fair share (see fairness.rs): an object of a scope whose slots are all taken — a cloud
     // that hangs, a tenant with many busy objects — is put back at once, without waiting in a
     // slot, and without reading its Secret when its last scope is known to be full.
-    // An object whose resource exists goes first in the queue: its reconcile mostly reads.
     let key = object.key();
     let waiter = waiter(object);
-    let urgent = object.status().and_then(ObjectStatus::id).is_some();
+    let urgent = reads_mostly(object, phase);
     if ctx.fairness.queued_in_last_scope(&key, &waiter, urgent) {
         return defer::<K>(ctx, &key, phase);
     }
@@ -190,7 +193,7 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     };
     let scope = scope_of(&credentials);
     ctx.fairness.remember(&key, &scope);
-    let Some(_slot) = ctx.fairness.enter(&scope, waiter, urgent) else {
+    let Some(slot) = ctx.fairness.enter(&scope, waiter, urgent) else {
         return defer::<K>(ctx, &key, phase);
     };
     if phase == Phase::Apply && object.needs_cloud_to_delete() {
@@ -227,10 +230,26 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
         namespace,
         credentials,
         here: None,
+        slot: Mutex::new(Some(slot)),
     };
     match phase {
         Phase::Apply => K::apply(cycle).await,
         Phase::Cleanup => K::cleanup(cycle).await,
+    }
+}
+
+/// Whether this reconcile of `object` is expected to read, and to write nothing to the cloud:
+/// such a reconcile goes first in its scope's queue ([`fairness::Fairness::enter`]), so that
+/// objects that only wait for the cloud, or only have to finish, are not kept behind a
+/// thousand creates or deletes waiting for the rate limit.
+/// - While the object lives: its resource exists (it is made; what is left is watching it).
+/// - While it is deleted: its delete was sent (what is left is watching the resource go, and
+///   removing the finalizer). One whose resource still has to be deleted waits with the
+///   creates.
+pub fn reads_mostly<K: CloudKind>(object: &K, phase: Phase) -> bool {
+    match phase {
+        Phase::Apply => object.status().and_then(ObjectStatus::id).is_some(),
+        Phase::Cleanup => object.delete_sent(),
     }
 }
 
@@ -271,5 +290,109 @@ fn from_finalizer(err: kube::runtime::finalizer::Error<Error>) -> Error {
         F::ApplyFailed(err) | F::CleanupFailed(err) => err,
         F::AddFinalizer(err) | F::RemoveFinalizer(err) => Error::Kube(err),
         other => Error::Finalizer(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Volume;
+
+    /// A Volume with `status`, being deleted if `deleting`.
+    fn volume(deleting: bool, status: serde_json::Value) -> Volume {
+        let mut volume = Volume::new(
+            "v",
+            serde_json::from_value(serde_json::json!({
+                "cloudCredentialsRef": {"secretName": "s", "cloudName": "c"},
+                "resource": {"size": 1},
+            }))
+            .expect("a spec"),
+        );
+        volume.status = serde_json::from_value(status).expect("a status");
+        if deleting {
+            volume.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ));
+        }
+        volume
+    }
+
+    fn reconciling(reason: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": "vol-1",
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": reason, "message": "m",
+                 "lastTransitionTime": "2026-12-01T00:00:00Z"},
+                {"type": "Reconciling", "status": "True", "reason": reason, "message": "m",
+                 "lastTransitionTime": "2026-12-01T00:00:00Z"},
+            ],
+        })
+    }
+
+    #[test]
+    fn reconciles_that_only_watch_the_cloud_go_first() {
+        let ready = serde_json::json!({
+            "id": "vol-1",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Available",
+                            "message": "m", "lastTransitionTime": "2026-12-01T00:00:00Z"}],
+        });
+        let cases = [
+            // (what, phase, object, goes first)
+            (
+                "new: a create to send",
+                Phase::Apply,
+                volume(false, serde_json::json!(null)),
+                false,
+            ),
+            (
+                "made: watching it",
+                Phase::Apply,
+                volume(false, ready.clone()),
+                true,
+            ),
+            (
+                "being created",
+                Phase::Apply,
+                volume(false, reconciling("Creating")),
+                true,
+            ),
+            // A deletion whose delete is still to be sent waits with the creates...
+            (
+                "deleted, delete to send",
+                Phase::Cleanup,
+                volume(true, ready),
+                false,
+            ),
+            (
+                "deleted, never made",
+                Phase::Cleanup,
+                volume(true, serde_json::json!(null)),
+                false,
+            ),
+            // ...one whose delete the cloud has only waits for the volume to go, and finishes.
+            (
+                "delete sent",
+                Phase::Cleanup,
+                volume(true, reconciling("Deleting")),
+                true,
+            ),
+            (
+                "finishing",
+                Phase::Cleanup,
+                volume(true, reconciling("Finalizing")),
+                true,
+            ),
+            // A deletion the cloud refused must send again.
+            (
+                "delete refused",
+                Phase::Cleanup,
+                volume(true, reconciling("CloudError")),
+                false,
+            ),
+        ];
+        for (what, phase, object, first) in cases {
+            assert_eq!(reads_mostly(&object, phase), first, "{what}");
+        }
     }
 }

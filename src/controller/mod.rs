@@ -190,12 +190,23 @@ pub trait CloudKind:
 
     /// The object is being deleted and has finished with the cloud (its status says so).
     fn done_with_cloud(&self) -> bool {
+        self.meta().deletion_timestamp.is_some() && self.reconciling_for(&[Reason::Finalizing])
+    }
+
+    /// The object is being deleted and its status says the cloud has its delete already (or it
+    /// is done with the cloud): what is left is to watch the resource go, and to finish.
+    fn delete_sent(&self) -> bool {
         self.meta().deletion_timestamp.is_some()
-            && self.conditions().iter().any(|c| {
-                c.type_ == RECONCILING
-                    && c.status == "True"
-                    && c.reason == Reason::Finalizing.as_str()
-            })
+            && self.reconciling_for(&[Reason::Deleting, Reason::Finalizing])
+    }
+
+    /// The status says the object is reconciling for one of `reasons`.
+    fn reconciling_for(&self, reasons: &[Reason]) -> bool {
+        self.conditions().iter().any(|c| {
+            c.type_ == RECONCILING
+                && c.status == "True"
+                && reasons.iter().any(|r| c.reason == r.as_str())
+        })
     }
 
     /// Why the object never asked the cloud for anything, if it did not: deleting it then
