@@ -787,7 +787,20 @@ fn print_figures(options: &Options, all: &[Figures]) {
                 total(requests) as f64 / n
             );
         }
-        print_routes("API server, while deleting", &as_f64(&f.api_delete), "");
+        // The watches (counted when they end) and what the control plane's own components ask
+        // for are noise beside a few requests per volume.
+        let floor = (options.n / 100).max(1) as u64;
+        let main: BTreeMap<String, u64> = f
+            .api_delete
+            .iter()
+            .filter(|(route, n)| **n >= floor && !route.starts_with("WATCH "))
+            .map(|(route, n)| (route.clone(), *n))
+            .collect();
+        print_routes(
+            &format!("API server, while deleting (routes of {floor} or more, watches left out)"),
+            &as_f64(&main),
+            "",
+        );
         println!(
             "    (the bench's own: 1 DELETE volumes, {} LIST volumes counting what is left)",
             f.bench_counts

@@ -7,13 +7,13 @@ mod support;
 
 use std::time::Duration;
 
-use cloudvol::api::Volume;
+use cloudvol::api::{Volume, VolumeImage};
 use cloudvol::controller::Settings;
 use cloudvol::controller::inventory::Polling;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use support::harness::{DEADLINE, Harness, fast_config, volume_manifest};
+use support::harness::{DEADLINE, Harness, fast_config, image_manifest, volume_manifest};
 use support::wait_for;
 
 /// The resync period of these tests: the inventory's full refresh when all is steady.
@@ -318,22 +318,58 @@ async fn a_list_whose_marker_vanished_starts_again() {
     let all = names("data", 2);
     create_volumes(&h, &all, "demo").await;
     wait_ready(&h, &all).await;
-    let ok =
-        "cloudvol_inventory_rounds_total{service=\"block-storage\",plan=\"list\",result=\"ok\"}";
-    let failed =
-        "cloudvol_inventory_rounds_total{service=\"block-storage\",plan=\"list\",result=\"error\"}";
-    h.admin_post(
-        "faults",
-        json!({"method": "GET", "path": "/block-storage/*/volumes/detail", "status": 404, "count": 1}),
-    )
-    .await;
-    let before = metric(&h, ok);
-    support::wait_for(
-        support::harness::DEADLINE,
-        "a round after the fault was used",
-        || async { (h.faults_left().await.is_empty() && metric(&h, ok) > before).then_some(()) },
-    )
-    .await;
-    assert_eq!(metric(&h, failed), 0, "no round failed");
+    let fault = json!({"method": "GET", "path": "/block-storage/*/volumes/detail", "status": 404,
+                       "message": "Marker 0c6dd4a1-6a5e-4d35-a3e6-0b8e6d2e9d9a could not be found."});
+    a_vanished_marker_fails_no_round(&h, "block-storage", fault).await;
     wait_ready(&h, &all).await;
+}
+
+/// The same for images: Glance answers 400, `Invalid marker. Image ... could not be found.`
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_list_whose_marker_vanished_starts_again() {
+    let h = operator("inv-img-marker").await;
+    h.admin_post(
+        "images",
+        json!({"owner": support::harness::DEMO_TENANT, "name": "base-os", "visibility": "private",
+               "disk_format": "qcow2", "container_format": "bare"}),
+    )
+    .await;
+    h.create::<VolumeImage>(image_manifest(
+        "base",
+        "demo",
+        json!({"managementPolicy": "unmanaged", "import": {"filter": {"name": "base-os"}}}),
+    ))
+    .await;
+    h.wait_condition::<VolumeImage>("base", "Ready", "True", None)
+        .await;
+    let fault = json!({"method": "GET", "path": "/image/v2/images", "status": 400,
+                       "message": "Invalid marker. Image 0c6dd4a1-6a5e-4d35-a3e6-0b8e6d2e9d9a could not be found."});
+    a_vanished_marker_fails_no_round(&h, "image", fault).await;
+    h.wait_condition::<VolumeImage>("base", "Ready", "True", None)
+        .await;
+}
+
+/// Injects `fault` (a list's answer to a vanished marker) once, and checks that the inventory
+/// of `service` failed no round: the one that met the fault, nor any since. Rounds of one
+/// inventory run one after the other, so once a round has ended after the fault was used,
+/// the round that used it has counted its result.
+async fn a_vanished_marker_fails_no_round(h: &Harness, service: &str, fault: Value) {
+    let rounds = |result: &str| {
+        format!(
+            "cloudvol_inventory_rounds_total{{service=\"{service}\",plan=\"list\",result=\"{result}\"}}"
+        )
+    };
+    h.admin_post("faults", fault).await;
+    wait_for(DEADLINE, "the fault to be used", || async {
+        h.faults_left().await.is_empty().then_some(())
+    })
+    .await;
+    let used = metric(h, &rounds("ok"));
+    wait_for(
+        DEADLINE,
+        "a list round after the one that met the fault",
+        || async { (metric(h, &rounds("ok")) > used).then_some(()) },
+    )
+    .await;
+    assert_eq!(metric(h, &rounds("error")), 0, "no {service} round failed");
 }

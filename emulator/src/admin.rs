@@ -488,14 +488,13 @@ async fn apply_fault(rule: &FaultRule, path: &str, kill: Option<ConnKill>) -> Op
         }
     }
     let status = StatusCode::from_u16(rule.status?).ok()?;
-    let body = error_body(
-        Dialect::of_path(path),
-        status,
-        &format!(
+    let message = rule.message.clone().unwrap_or_else(|| {
+        format!(
             "Injected fault: {}",
             status.canonical_reason().unwrap_or("error")
-        ),
-    );
+        )
+    });
+    let body = error_body(Dialect::of_path(path), status, &message);
     let mut resp = json_response(status, &body);
     if let Some(secs) = rule.retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())

@@ -14,6 +14,9 @@ pub struct FaultRule {
     pub path: String,
     #[serde(default)]
     pub status: Option<u16>,
+    /// The error message of a `status` answer, instead of `Injected fault: <reason>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     #[serde(default)]
     pub retry_after: Option<u64>,
     #[serde(default)]

@@ -84,21 +84,18 @@ impl Source for Volumes {
     type Item = CloudVolume;
     const SERVICE: &'static str = "block-storage";
 
-    /// Every page. A volume deleted between two pages takes the next page's marker with it
-    /// (Cinder answers 404, `Marker ... could not be found`), which a mass deletion makes
-    /// likely: the list starts again, a few times, rather than failing the round.
+    /// Every page; started again when a volume deleted between two pages took the marker with
+    /// it (Cinder answers 404, `Marker ... could not be found`; see [`listed`]).
     async fn list(&self) -> Result<Vec<CloudVolume>, CloudError> {
         let query = VolumeQuery {
             limit: Some(PAGE),
             ..VolumeQuery::default()
         };
-        let mut again = MARKER_RETRIES;
-        loop {
-            match self.0.list_volumes_detail(&query).await {
-                Err(CloudError::NotFound { .. }) if again > 0 => again -= 1,
-                answer => return answer,
-            }
-        }
+        listed(
+            || self.0.list_volumes_detail(&query),
+            |err| matches!(err, CloudError::NotFound { .. }),
+        )
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<CloudVolume>, CloudError> {
@@ -109,6 +106,30 @@ impl Source for Volumes {
     fn always_listed(&self, _: &CloudVolume) -> bool {
         true
     }
+}
+
+/// The answer of `list`, a paged list of the whole tenant, started again (at most
+/// [`MARKER_RETRIES`] times) when `vanished` says its marker went away between two pages: a
+/// mass deletion makes that likely, and failing the round would make every object of the
+/// tenant report the error and then its recovery.
+async fn listed<T, F, Fut>(list: F, vanished: fn(&CloudError) -> bool) -> Result<Vec<T>, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<T>, CloudError>>,
+{
+    let mut again = MARKER_RETRIES;
+    loop {
+        match list().await {
+            Err(err) if again > 0 && vanished(&err) => again -= 1,
+            answer => return answer,
+        }
+    }
+}
+
+/// Glance's answer to a marker that is no image any more: 400, `Invalid marker. Image ...
+/// could not be found.`
+fn image_marker_vanished(err: &CloudError) -> bool {
+    matches!(err, CloudError::BadRequest { message } if message.to_lowercase().contains("marker"))
 }
 
 /// What an accepted block-storage write leaves a volume in, as Cinder sets it before it
@@ -147,7 +168,8 @@ impl Source for Images {
             limit: Some(PAGE),
             ..ImageQuery::default()
         };
-        self.client.list_images(&query).await
+        // An image deleted between two pages takes the marker with it, as with volumes.
+        listed(|| self.client.list_images(&query), image_marker_vanished).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<CloudImage>, CloudError> {
