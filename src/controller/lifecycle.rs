@@ -23,6 +23,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 
 use super::conditions::Health;
 use super::fairness::{self, Slot, scope_of};
+use super::inventory::Polling;
 use super::report::{Phase, Report};
 use super::requeue::jitter;
 use super::secret::{self, LoadError, Loaded};
@@ -176,7 +177,7 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
     // slot, and without reading its Secret when its last scope is known to be full.
     let key = object.key();
     let waiter = waiter(object);
-    let urgent = reads_mostly(object, phase);
+    let urgent = reads_mostly(object, phase, ctx.settings.polling);
     if ctx.fairness.queued_in_last_scope(&key, &waiter, urgent) {
         return defer::<K>(ctx, &key, phase);
     }
@@ -243,13 +244,18 @@ async fn run<K: Reconcile>(ctx: &Context, object: &K, phase: Phase) -> Result<Ac
 /// objects that only wait for the cloud, or only have to finish, are not kept behind a
 /// thousand creates or deletes waiting for the rate limit.
 /// - While the object lives: its resource exists (it is made; what is left is watching it).
-/// - While it is deleted: its delete was sent (what is left is watching the resource go, and
-///   removing the finalizer). One whose resource still has to be deleted waits with the
-///   creates.
-pub fn reads_mostly<K: CloudKind>(object: &K, phase: Phase) -> bool {
-    match phase {
-        Phase::Apply => object.status().and_then(ObjectStatus::id).is_some(),
-        Phase::Cleanup => object.delete_sent(),
+/// - While it is deleted, with inventories: its delete was sent (what is left is watching the
+///   resource go, which the inventory does, and removing the finalizer). One whose resource
+///   still has to be deleted waits with the creates.
+/// - While it is deleted, polling per object: its resource exists, as before inventories.
+///   There every look is a GET of its own, and objects whose delete was sent would spend the
+///   rate limit polling ahead of the deletes still to send (100 deletions took 47.7 s instead
+///   of 14.3 s).
+pub fn reads_mostly<K: CloudKind>(object: &K, phase: Phase, polling: Polling) -> bool {
+    let exists = object.status().and_then(ObjectStatus::id).is_some();
+    match (phase, polling) {
+        (Phase::Apply, _) | (Phase::Cleanup, Polling::PerObject) => exists,
+        (Phase::Cleanup, Polling::Inventory) => object.delete_sent(),
     }
 }
 
@@ -337,8 +343,8 @@ mod tests {
             "conditions": [{"type": "Ready", "status": "True", "reason": "Available",
                             "message": "m", "lastTransitionTime": "2026-12-01T00:00:00Z"}],
         });
-        let cases = [
-            // (what, phase, object, goes first)
+        let inventory = [
+            // (what, phase, object, goes first, with inventories)
             (
                 "new: a create to send",
                 Phase::Apply,
@@ -391,8 +397,22 @@ mod tests {
                 false,
             ),
         ];
-        for (what, phase, object, first) in cases {
-            assert_eq!(reads_mostly(&object, phase), first, "{what}");
+        for (what, phase, object, first) in &inventory {
+            assert_eq!(
+                reads_mostly(object, *phase, Polling::Inventory),
+                *first,
+                "{what}"
+            );
+        }
+        // Polling per object, every look is a GET: a deletion goes first when its resource
+        // exists, whatever was sent, as before inventories.
+        for (what, phase, object, _) in &inventory {
+            let exists = object.status.as_ref().is_some_and(|s| s.id.is_some());
+            assert_eq!(
+                reads_mostly(object, *phase, Polling::PerObject),
+                exists,
+                "per object: {what}"
+            );
         }
     }
 }
