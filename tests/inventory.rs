@@ -88,6 +88,15 @@ async fn wait_ready(h: &Harness, names: &[String]) -> Vec<Volume> {
     ready
 }
 
+/// `n` Volumes of 1 GiB on the demo tenant (`data-0`, ...), created and `Ready`: their names,
+/// and the Volumes as they were when `Ready`.
+async fn ready_volumes(h: &Harness, n: usize) -> (Vec<String>, Vec<Volume>) {
+    let all = names("data", n);
+    create_volumes(h, &all, "demo").await;
+    let ready = wait_ready(h, &all).await;
+    (all, ready)
+}
+
 fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -103,9 +112,7 @@ fn id_of(volume: &Volume) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transition_seen_through_the_inventory_triggers_only_its_object() {
     let h = operator("inv-trigger").await;
-    let all = names("data", 5);
-    create_volumes(&h, &all, "demo").await;
-    let ready = wait_ready(&h, &all).await;
+    let (all, ready) = ready_volumes(&h, 5).await;
     // Let the creation's rounds pass: a full refresh finds nothing new, and triggers nothing.
     tokio::time::sleep(RESYNC + Duration::from_secs(1)).await;
     let before = triggers(&h);
@@ -212,9 +219,7 @@ async fn a_lost_create_answer_is_adopted_exactly_once() {
         json!({"method": "POST", "path": "/block-storage/*/volumes", "drop_connection": true, "after_action": true, "count": N}),
     )
     .await;
-    let all = names("data", N);
-    create_volumes(&h, &all, "demo").await;
-    let ready = wait_ready(&h, &all).await;
+    let (_, ready) = ready_volumes(&h, N).await;
     for volume in &ready {
         let made = marked(&h, volume).await;
         assert_eq!(made.len(), 1, "exactly one cloud volume: {made:?}");
@@ -230,9 +235,7 @@ async fn a_lost_create_answer_is_adopted_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn inventory_failures_are_reported_on_every_dependent_object() {
     let h = operator("inv-fail").await;
-    let all = names("data", 3);
-    create_volumes(&h, &all, "demo").await;
-    wait_ready(&h, &all).await;
+    let (all, _) = ready_volumes(&h, 3).await;
 
     h.admin_post(
         "faults",
@@ -315,9 +318,7 @@ async fn objects_in_two_tenants_use_two_inventories() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_list_whose_marker_vanished_starts_again() {
     let h = operator("inv-marker").await;
-    let all = names("data", 2);
-    create_volumes(&h, &all, "demo").await;
-    wait_ready(&h, &all).await;
+    let (all, _) = ready_volumes(&h, 2).await;
     let fault = json!({"method": "GET", "path": "/block-storage/*/volumes/detail", "status": 404,
                        "message": "Marker 0c6dd4a1-6a5e-4d35-a3e6-0b8e6d2e9d9a could not be found."});
     a_vanished_marker_fails_no_round(&h, "block-storage", fault).await;
